@@ -1,0 +1,97 @@
+"""The two stages as pure functions on tensors: ``upscale`` (gray -> larger gray) and ``colorize``
+(gray -> RGB). The Pipeline composes them; neither keeps state."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cascade.tiling import tiled_apply
+from color.lab import AB_SCALE, L_SCALE, L_SHIFT, gray_to_lightness, lab_to_rgb
+
+JOIN_ROWS = 256  # full-resolution rows converted Lab -> RGB at a time, to bound memory on huge outputs
+
+
+def _runner(model: nn.Module, device: torch.device, dtype: torch.dtype):
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return model(x.to(device=device, dtype=dtype, memory_format=torch.channels_last))
+
+    return run
+
+
+def upscale(
+    gray: torch.Tensor,
+    model: nn.Module,
+    scale: int,
+    *,
+    tile: int | None = 256,
+    overlap: int = 16,
+    batch_size: int = 1,
+    device: torch.device = torch.device("cpu"),
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """(B, 1, H, W) gray in [0, 1] -> (B, 1, H * scale, W * scale) float32 in [0, 1], on ``gray``'s device."""
+    out = tiled_apply(_runner(model, device, dtype), gray, scale, tile, overlap, batch_size)
+    return out.clamp_(0, 1)
+
+
+def render_shape(h: int, w: int, render_size: int | None) -> tuple[int, int]:
+    """The size the colorizer sees: the short side brought down to ``render_size`` (never up)."""
+    if render_size is None or min(h, w) <= render_size:
+        return h, w
+    f = render_size / min(h, w)
+    return max(1, round(h * f)), max(1, round(w * f))
+
+
+def predict_chroma(
+    gray: torch.Tensor,
+    model: nn.Module,
+    *,
+    render_size: int | None = 256,
+    tile: int | None = 512,
+    batch_size: int = 1,
+    device: torch.device = torch.device("cpu"),
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """(B, 1, H, W) gray in [0, 1] -> (B, 2, h, w) ab (Lab units) at the render size."""
+    h, w = render_shape(*gray.shape[-2:], render_size)
+    if (h, w) != tuple(gray.shape[-2:]):
+        gray = F.interpolate(gray, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    L_norm = gray_to_lightness(gray.clamp(0, 1)) / L_SCALE - L_SHIFT
+    multiple = getattr(model, "pad_multiple", 1)
+    if tile is not None:
+        tile = max(multiple, tile // multiple * multiple)
+    ab = tiled_apply(_runner(model, device, dtype), L_norm, 1, tile, min(64, tile // 4) if tile else 0,
+                     batch_size, multiple)
+    return ab * AB_SCALE
+
+
+def _row_interpolation(src: int, dst: int) -> torch.Tensor:
+    """(dst, src) matrix that does what bilinear F.interpolate does along one axis."""
+    eye = torch.eye(src)[None, None]  # (1, 1, src, src)
+    return F.interpolate(eye, size=(dst, src), mode="bilinear", align_corners=False)[0, 0]
+
+
+def join_chroma(gray: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """Full-resolution L from ``gray`` (B, 1, H, W) joined with low-resolution ``ab`` (B, 2, h, w), upsampled
+    bilinearly, as DeOldify and DDColor do. Returns (B, H, W, 3) uint8 RGB, built ``JOIN_ROWS`` rows at a time."""
+    B, _, H, W = gray.shape
+    ab = ab.to(gray.device, torch.float32)
+    ab_w = F.interpolate(ab, size=(ab.shape[-2], W), mode="bilinear", align_corners=False)  # (B, 2, h, W)
+    rows = _row_interpolation(ab.shape[-2], H).to(gray.device)  # (H, h)
+    out = torch.empty(B, H, W, 3, dtype=torch.uint8, device=gray.device)
+    for r0 in range(0, H, JOIN_ROWS):
+        r1 = min(H, r0 + JOIN_ROWS)
+        L = gray_to_lightness(gray[:, :, r0:r1].float())
+        ab_rows = torch.einsum("rh,bchw->bcrw", rows[r0:r1], ab_w)
+        rgb = lab_to_rgb(torch.cat([L, ab_rows], dim=1))
+        out[:, r0:r1] = (rgb * 255).round_().to(torch.uint8).permute(0, 2, 3, 1)
+    return out
+
+
+def gray_to_rgb8(gray: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) gray in [0, 1] -> (B, H, W, 3) uint8 RGB, for pipelines without a colorizer."""
+    g = (gray[:, 0] * 255).round().to(torch.uint8)
+    return g[..., None].expand(*g.shape, 3).contiguous()

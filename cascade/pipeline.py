@@ -1,0 +1,177 @@
+"""The Pipeline: gray low-resolution photographs in, color high-resolution photographs out."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from cascade.devices import DTYPES, resolve_device, resolve_dtype
+from cascade.imageio import DEFAULT_MAX_PIXELS, GrayImage, array_to_gray, pil_to_gray, read_gray
+from cascade.inference import gray_to_rgb8, join_chroma, predict_chroma, upscale
+from cascade.models import sr_scale
+from cascade.weights import load_pipeline, save_pipeline
+
+BUNDLED = Path(__file__).parent / "pretrained" / "default"
+GPU_ACCUMULATE_PIXELS = 2**26  # outputs up to 64 MP are assembled on the GPU, larger ones in host memory
+
+
+class NoBundledWeights(FileNotFoundError):
+    """This version of cascade ships no trained default weights."""
+
+
+class Pipeline:
+    """Super-resolution, then colorization, either stage optional.
+
+    Args:
+        sr: a generator from ``cascade.models.create_sr_generator`` (or any module mapping (B, 1, h, w) gray
+            to (B, 1, h * s, w * s)); None to skip super-resolution.
+        color: a generator from ``cascade.models.create_colorizer`` mapping L (B, 1, H, W) in [-1, 1] to
+            ab (B, 2, H, W) in [-1, 1]; None for gray output.
+        device: ``auto`` (cuda, then mps, then cpu) or a torch device string.
+        dtype: ``fp32``, ``bf16`` or ``fp16`` (GPU only) for the networks.
+        tile: SR input tile size in pixels (None: whole images); bounds memory on large inputs.
+        tile_overlap: overlap of neighbouring tiles, in input pixels.
+        render_size: short side the colorizer works at (None: full size); chroma is upsampled to full size.
+        batch_size: images (or tiles) per forward pass; default 1 on the CPU, 8 on a GPU.
+        trained: whether the weights were trained (False marks test or freshly initialised weights).
+    """
+
+    def __init__(
+        self,
+        sr: nn.Module | None = None,
+        color: nn.Module | None = None,
+        *,
+        device: str = "auto",
+        dtype: str = "fp32",
+        tile: int | None = 256,
+        tile_overlap: int = 16,
+        render_size: int | None = 256,
+        batch_size: int | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        trained: bool = True,
+    ):
+        if sr is None and color is None:
+            raise ValueError("a Pipeline needs at least one stage (sr or color)")
+        if tile is not None and tile < 2 * tile_overlap + 16:
+            raise ValueError(f"tile {tile} is too small for an overlap of {tile_overlap}; use a tile of 64 or more")
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.sr = self._prepare(sr)
+        self.color = self._prepare(color)
+        self.scale = sr_scale(self.sr) if self.sr is not None else 1
+        self.tile, self.tile_overlap, self.render_size = tile, tile_overlap, render_size
+        self.batch_size = batch_size or (1 if self.device.type == "cpu" else 8)
+        self.max_pixels = max_pixels
+        self.trained = trained
+
+    def _prepare(self, model: nn.Module | None) -> nn.Module | None:
+        if model is None:
+            return None
+        return model.eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last)
+
+    # --- loading and saving ----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, *, only: str | None = None, **settings) -> Pipeline:
+        """Load a saved pipeline folder, or the bundled default weights when ``path`` is None.
+        ``only="sr"`` or ``"color"`` keeps one stage; ``settings`` are the constructor's keyword arguments."""
+        if path is None:
+            if not (BUNDLED / "pipeline.yaml").is_file():
+                raise NoBundledWeights(
+                    "no trained weights are bundled with this version of cascade yet; pass a pipeline folder "
+                    "(Pipeline.from_pretrained(PATH) or `cascade run --weights PATH`)"
+                )
+            path = BUNDLED
+        loaded = load_pipeline(path, only=only)
+        settings.setdefault("render_size", loaded.render_size)
+        return cls(loaded.sr, loaded.color, trained=loaded.trained, **settings)
+
+    def save(self, path: str | Path, *, weights_dtype: str = "fp32", description: str = "") -> Path:
+        """Write safetensors weights per stage and ``pipeline.yaml`` naming their architectures."""
+        return save_pipeline(
+            path, self.sr, self.color, render_size=self.render_size, trained=self.trained,
+            description=description, dtype=DTYPES[weights_dtype],
+        )
+
+    # --- inference -------------------------------------------------------------------------------------------
+
+    def __call__(self, image, scale: float | None = None) -> Image.Image:
+        """Restore one image: a PIL image, a numpy array or tensor (gray or RGB, uint8/uint16/float in
+        [0, 1]), or a path. Returns an RGB (RGBA if the input had alpha) PIL image ``scale`` times larger."""
+        gray = self.load(image)
+        for note in gray.notes:
+            warnings.warn(note, stacklevel=2)
+        return self.restore([gray], scale)[0]
+
+    def load(self, image) -> GrayImage:
+        if isinstance(image, (str, Path)):
+            return read_gray(image, self.max_pixels)
+        if isinstance(image, Image.Image):
+            return pil_to_gray(image)
+        if isinstance(image, torch.Tensor):
+            t = image.detach().cpu()
+            t = t.squeeze(0) if t.ndim == 4 else t
+            image = t.permute(1, 2, 0).numpy() if t.ndim == 3 else t.numpy()
+        if isinstance(image, np.ndarray):
+            return array_to_gray(image)
+        raise TypeError(f"cannot restore a {type(image).__name__}; give a PIL image, array, tensor or path")
+
+    def output_size(self, size: tuple[int, int], scale: float | None = None) -> tuple[int, int]:
+        """(W, H) of the result for an input of ``size`` (W, H)."""
+        s = self.scale if scale is None else scale
+        return max(1, round(size[0] * s)), max(1, round(size[1] * s))
+
+    def restore(self, images: Sequence[GrayImage], scale: float | None = None) -> list[Image.Image]:
+        """Restore several images; same-sized ones share forward passes (``batch_size`` at a time)."""
+        results: list[Image.Image | None] = [None] * len(images)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, img in enumerate(images):
+            groups.setdefault(img.size, []).append(i)
+        for size, idx in groups.items():
+            for k in range(0, len(idx), self.batch_size):
+                part = idx[k : k + self.batch_size]
+                luma = torch.from_numpy(np.stack([images[i].luma for i in part]))[:, None]
+                rgb = self.restore_tensor(luma, self.output_size(size, scale)).cpu().numpy()
+                for i, arr in zip(part, rgb):
+                    results[i] = _attach_alpha(Image.fromarray(arr, "RGB"), images[i].alpha)
+        return results
+
+    def restore_tensor(self, luma: torch.Tensor, out_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """(B, 1, h, w) gray in [0, 1] -> (B, H, W, 3) uint8 RGB; ``out_size`` (W, H) defaults to scale x."""
+        B, _, h, w = luma.shape
+        W, H = out_size or (w * self.scale, h * self.scale)
+        gpu_work = self.device.type != "cpu" and B * H * W <= GPU_ACCUMULATE_PIXELS
+        x = luma.to(self.device if gpu_work else "cpu", torch.float32)
+        with torch.inference_mode():
+            if self.sr is not None:
+                x = upscale(x, self.sr, self.scale, tile=self.tile, overlap=self.tile_overlap,
+                            batch_size=self.batch_size, device=self.device, dtype=self.dtype)
+            if x.shape[-2:] != (H, W):  # an output scale other than the model's own
+                x = F.interpolate(x, size=(H, W), mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+            if self.color is None:
+                return gray_to_rgb8(x)
+            ab = predict_chroma(x, self.color, render_size=self.render_size, batch_size=self.batch_size,
+                                device=self.device, dtype=self.dtype)
+            return join_chroma(x, ab)
+
+    def run_dir(self, in_dir: str | Path, out_dir: str | Path, **options):
+        """Restore every image under ``in_dir`` into ``out_dir`` (see ``cascade.folder.run_folder``)."""
+        from cascade.folder import run_folder
+
+        return run_folder(self, in_dir, out_dir, **options)
+
+
+def _attach_alpha(rgb: Image.Image, alpha: np.ndarray | None) -> Image.Image:
+    """Upscale the input's alpha plane (bicubic) to the output size and re-attach it."""
+    if alpha is None:
+        return rgb
+    a = Image.fromarray(alpha.astype(np.float32), "F").resize(rgb.size, Image.Resampling.BICUBIC)
+    rgb.putalpha(Image.fromarray((np.clip(np.asarray(a), 0, 1) * 255).round().astype(np.uint8), "L"))
+    return rgb

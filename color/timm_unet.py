@@ -1,0 +1,109 @@
+"""A U-Net decoder over any timm encoder (``features_only``), optionally ImageNet-pretrained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz")
+
+
+def _pretrained_kwargs(pretrained: bool | str | None) -> dict:
+    """timm arguments for ``pretrained``: None/False (random init), True (timm's default hub weights), a local
+    weights file, or a Hugging Face hub id such as ``timm/resnet18.a1_in1k``."""
+    if not pretrained:
+        return {"pretrained": False}
+    if pretrained is True:
+        return {"pretrained": True}
+    path = Path(pretrained).expanduser()
+    if path.is_file():
+        return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
+    if path.suffix in _WEIGHT_SUFFIXES or path.is_absolute() or pretrained.startswith("."):
+        raise FileNotFoundError(f"pretrained encoder weights not found: {pretrained}")
+    return {"pretrained": True, "pretrained_cfg_overlay": {"hf_hub_id": pretrained}}
+
+
+def create_encoder(name: str, pretrained: bool | str | None = None, in_ch: int = 1) -> nn.Module:
+    """A timm encoder returning its feature pyramid; a 1-channel input adapts the pretrained first conv
+    (timm sums its RGB filters), which equals feeding the gray image repeated three times."""
+    if not timm.is_model(name):
+        raise ValueError(f"unknown timm encoder {name!r}; see timm.list_models() for the names")
+    try:
+        return timm.create_model(name, features_only=True, in_chans=in_ch, **_pretrained_kwargs(pretrained))
+    except OSError as e:  # a failed hub download (offline, unknown id) surfaces as an OSError subclass
+        raise OSError(
+            f"could not load pretrained weights for encoder {name!r} ({e.__class__.__name__}: {e}); "
+            "offline? give a local weights file as `pretrained: path/to/weights.safetensors`"
+        ) from e
+
+
+class ConvBlock(nn.Sequential):
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+        )
+
+
+class TimmUNet(nn.Module):
+    """U-Net whose encoder is a timm model; the decoder sizes itself from ``feature_info`` (channels and
+    reductions), so any ``features_only`` encoder fits: resnet18/34, efficientnet, convnext...
+
+    Each decoder level upsamples to the next shallower feature map, concatenates it, and applies two conv-BN-ReLU;
+    a last level returns to full resolution with the input itself as the skip, then a 1x1 conv and tanh.
+
+    Args:
+        encoder: timm model name.
+        pretrained: None, True (timm's hub weights), a local weights file, or a hub id.
+        in_ch: input channels (1: L normalized to [-1, 1]).
+        out_ch: output channels (2: ab normalized to [-1, 1]).
+        decoder_channels: widths of the decoder levels, deepest first, one per encoder feature level
+            (extra entries are ignored; missing ones repeat the last).
+    """
+
+    def __init__(
+        self,
+        encoder: str = "resnet18",
+        pretrained: bool | str | None = None,
+        in_ch: int = 1,
+        out_ch: int = 2,
+        decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
+    ):
+        super().__init__()
+        self.encoder = create_encoder(encoder, pretrained, in_ch)
+        info = self.encoder.feature_info
+        enc_ch, reductions = info.channels(), info.reduction()
+        # the encoder was (pre)trained on ImageNet-normalized inputs; map L in [-1, 1] onto that scale
+        cfg = self.encoder.pretrained_cfg
+        mean = sum(cfg.get("mean", (0.5,) * 3)) / 3
+        std = sum(cfg.get("std", (0.5,) * 3)) / 3
+        self.register_buffer("in_mean", torch.tensor(mean), persistent=False)
+        self.register_buffer("in_std", torch.tensor(std), persistent=False)
+
+        widths = list(decoder_channels[: len(enc_ch)])
+        widths += [widths[-1]] * (len(enc_ch) - len(widths))
+        skips = enc_ch[-2::-1] + [in_ch]  # shallower features, then the input itself
+        blocks, ch = [], enc_ch[-1]
+        for width, skip in zip(widths, skips):
+            blocks.append(ConvBlock(ch + skip, width))
+            ch = width
+        self.decoder = nn.ModuleList(blocks)
+        self.head = nn.Conv2d(ch, out_ch, 1)
+        self.pad_multiple = max(reductions)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_ch, H, W) -> (B, out_ch, H, W)
+        feats = self.encoder(((x + 1) / 2 - self.in_mean) / self.in_std)
+        skips = feats[-2::-1] + [x]
+        y = feats[-1]
+        for block, skip in zip(self.decoder, skips):
+            y = F.interpolate(y, size=skip.shape[-2:], mode="nearest")
+            y = block(torch.cat([y, skip], dim=1))
+        return torch.tanh(self.head(y))
