@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import click
+from PIL import Image
 from tqdm import tqdm
 
 from cascade.config import ConfigError, load_yaml
@@ -116,6 +118,8 @@ def _say(text: str, quiet: bool) -> None:
 
 
 def main() -> None:
+    # read_gray applies its own pixel limit with a clearer message than Pillow's warning
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     cli(prog_name="cascade")
 
 

@@ -32,8 +32,9 @@ def create_encoder(name: str, pretrained: bool | str | None = None, in_ch: int =
     (timm sums its RGB filters), which equals feeding the gray image repeated three times."""
     if not timm.is_model(name):
         raise ValueError(f"unknown timm encoder {name!r}; see timm.list_models() for the names")
+    kwargs = _pretrained_kwargs(pretrained)
     try:
-        return timm.create_model(name, features_only=True, in_chans=in_ch, **_pretrained_kwargs(pretrained))
+        return timm.create_model(name, features_only=True, in_chans=in_ch, **kwargs)
     except OSError as e:  # a failed hub download (offline, unknown id) surfaces as an OSError subclass
         raise OSError(
             f"could not load pretrained weights for encoder {name!r} ({e.__class__.__name__}: {e}); "

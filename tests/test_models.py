@@ -1,0 +1,128 @@
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from cascade.config import ConfigError
+from cascade.models import create_color_discriminator, create_colorizer, create_sr_discriminator, create_sr_generator
+from color.pix2pix_unet import Pix2PixUNet
+from color.timm_unet import TimmUNet
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_msrresnet_scales(scale):
+    model = create_sr_generator({"arch": "msrresnet", "scale": scale, "num_feat": 8, "num_block": 1})
+    assert model(torch.rand(2, 1, 12, 10)).shape == (2, 1, 12 * scale, 10 * scale)
+    assert model.arch_config == {"arch": "msrresnet", "scale": scale, "num_feat": 8, "num_block": 1, "in_ch": 1}
+
+
+def test_msrresnet_default_is_64x16_x4():
+    model = create_sr_generator({"arch": "msrresnet"})
+    assert model.arch_config["num_feat"] == 64 and model.arch_config["num_block"] == 16
+    assert model.arch_config["scale"] == 4
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(1.51e6, rel=0.02)
+
+
+def test_rrdbnet_and_its_scales():
+    model = create_sr_generator({"arch": "rrdbnet", "num_feat": 8, "num_block": 1, "num_grow_ch": 4})
+    assert model(torch.rand(1, 1, 8, 8)).shape == (1, 1, 32, 32)
+    with pytest.raises(ConfigError, match="scale 2 or 4"):
+        create_sr_generator({"arch": "rrdbnet", "scale": 3})
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"arch": "edsr"}, "unknown arch 'edsr'; choose one of: msrresnet, rrdbnet"),
+        ({"arch": "msrresnet", "num_feats": 8}, "unknown option num_feats; valid options: scale, num_feat"),
+        ({"arch": "msrresnet", "scale": "4"}, "scale: '4' is not a int"),
+        ({"arch": "msrresnet", "scale": 8}, "scale 2, 3 or 4"),
+        ({"scale": 4}, "needs an 'arch' key"),
+    ],
+)
+def test_sr_config_errors_say_what_is_wrong(config, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        create_sr_generator(config)
+
+
+def test_sr_discriminators():
+    vgg = create_sr_discriminator({"arch": "vgg_style", "input_size": 128, "num_feat": 8})
+    assert vgg(torch.rand(2, 1, 128, 128)).shape == (2, 1)
+    vgg256 = create_sr_discriminator({"arch": "vgg_style", "input_size": 256, "num_feat": 8})
+    assert vgg256(torch.rand(1, 1, 256, 256)).shape == (1, 1)
+    unet = create_sr_discriminator({"arch": "unet_sn", "num_feat": 8})
+    assert unet(torch.rand(1, 1, 64, 64)).shape == (1, 1, 64, 64)
+    with pytest.raises(ConfigError, match="input_size 128 or 256"):
+        create_sr_discriminator({"arch": "vgg_style", "input_size": 96})
+
+
+def test_pix2pix_unet_is_the_original_design():
+    model = Pix2PixUNet()  # 1 in, 2 out, 8 levels, 64 filters
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(54.41e6, rel=0.001)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 8 and convs[0].in_channels == 1 and convs[-1].out_channels == 512
+    assert sum(isinstance(m, torch.nn.Dropout) for m in model.modules()) == 3  # the inner 512 levels
+    assert isinstance(list(model.modules())[-1], torch.nn.Tanh)
+    assert model.pad_multiple == 256
+    small = Pix2PixUNet(n_down=5, num_filters=8).eval()
+    out = small(torch.rand(2, 1, 64, 32) * 2 - 1)
+    assert out.shape == (2, 2, 64, 32) and out.abs().max() <= 1
+
+
+@pytest.mark.parametrize("encoder", ["test_resnet", "test_efficientnet", "test_convnext"])
+def test_timm_unet_fits_any_encoder(encoder):
+    model = create_colorizer({"arch": "timm_unet", "encoder": encoder, "decoder_channels": [16, 16, 8, 8, 8]})
+    model.eval()
+    out = model(torch.rand(2, 1, 64, 96) * 2 - 1)
+    assert out.shape == (2, 2, 64, 96) and out.abs().max() <= 1
+    assert model.pad_multiple == max(model.encoder.feature_info.reduction())
+
+
+def test_timm_unet_default_is_resnet18():
+    model = create_colorizer({"arch": "timm_unet"})
+    assert model.arch_config["encoder"] == "resnet18"
+    assert model.encoder.feature_info.channels() == [64, 64, 128, 256, 512]
+
+
+def test_unknown_encoder_is_a_clear_error():
+    with pytest.raises(ConfigError, match="unknown timm encoder 'resnet19'"):
+        create_colorizer({"arch": "timm_unet", "encoder": "resnet19"})
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_timm_encoder_loads_pretrained_weights_from_a_local_file(tmp_path, suffix):
+    torch.manual_seed(3)
+    source = timm.create_model("test_resnet")  # stands in for an ImageNet checkpoint
+    state = source.state_dict()
+    path = tmp_path / f"encoder{suffix}"
+    if suffix == ".safetensors":
+        save_file(state, path)
+    else:
+        torch.save(state, path)
+    model = TimmUNet("test_resnet", pretrained=str(path), decoder_channels=(8,))
+    enc = model.encoder.state_dict()
+    torch.testing.assert_close(enc["layer1.0.conv1.weight"], state["layer1.0.conv1.weight"])
+    # the gray input adapts the RGB stem: its filter is the sum of the three colour filters
+    torch.testing.assert_close(enc["conv1.0.weight"], state["conv1.0.weight"].sum(1, keepdim=True))
+
+
+def test_missing_pretrained_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="pretrained encoder weights not found"):
+        TimmUNet("test_resnet", pretrained=str(tmp_path / "nope.safetensors"))
+
+
+def test_hub_download_fails_clearly_when_offline():
+    # HF_HUB_OFFLINE=1 (conftest): the online code path is taken and refused at once, never waits
+    with pytest.raises(OSError, match="offline\\? give a local weights file"):
+        TimmUNet("test_resnet", pretrained=True)
+
+
+def test_patchgan_is_70x70():
+    d = create_color_discriminator({"arch": "patchgan"})
+    x = torch.rand(1, 3, 256, 256, requires_grad=True)
+    out = d.eval()(x)
+    assert out.shape == (1, 1, 30, 30)
+    out[0, 0, 15, 15].backward()
+    rows = x.grad[0].abs().sum(dim=(0, 2)).nonzero()
+    cols = x.grad[0].abs().sum(dim=(0, 1)).nonzero()
+    assert rows.max() - rows.min() + 1 == 70 and cols.max() - cols.min() + 1 == 70

@@ -1,0 +1,161 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cascade import NoBundledWeights, Pipeline
+from cascade.config import ConfigError
+from cascade.imageio import GrayImage
+from cascade.models import create_colorizer
+from tests.conftest import photo, tiny_color, tiny_sr
+
+
+def test_restores_pil_array_tensor_and_path(tiny_pipe, tmp_path):
+    gray = photo((40, 30))
+    Image.fromarray(gray).save(tmp_path / "a.png")
+    inputs = [Image.fromarray(gray), gray, torch.from_numpy(gray / 255.0), tmp_path / "a.png", str(tmp_path / "a.png")]
+    outs = [tiny_pipe(i) for i in inputs]
+    for out in outs:
+        assert out.mode == "RGB" and out.size == (160, 120)
+        np.testing.assert_array_equal(np.asarray(out), np.asarray(outs[0]))
+
+
+def test_output_keeps_the_gray_and_adds_color(tiny_pipe):
+    out = np.asarray(tiny_pipe(photo((40, 30))), np.float32)
+    assert np.abs(out - out.mean(axis=2, keepdims=True)).max() > 1  # not gray
+    # the L channel is the super-resolved gray: output luminance follows the upscaled input's structure
+    sr_only = Pipeline(tiny_sr(), None, device="cpu")
+    gray = np.asarray(sr_only(photo((40, 30))), np.float32)[..., 0]
+    lum = out @ [0.299, 0.587, 0.114]
+    assert np.corrcoef(lum.ravel(), gray.ravel())[0, 1] > 0.95
+
+
+def test_single_stage_pipelines():
+    img = photo((40, 30))
+    sr_only = Pipeline(tiny_sr(), None, device="cpu")(img)
+    assert sr_only.size == (160, 120) and sr_only.mode == "RGB"
+    arr = np.asarray(sr_only)
+    assert (arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all()
+    color_only = Pipeline(None, tiny_color(), device="cpu", render_size=None)(img)
+    assert color_only.size == (40, 30)
+    with pytest.raises(ValueError, match="at least one stage"):
+        Pipeline(None, None)
+
+
+def test_output_scale_other_than_the_models(tiny_pipe):
+    assert tiny_pipe(photo((40, 30)), scale=2).size == (80, 60)
+    assert Pipeline(None, tiny_color(), device="cpu")(photo((40, 30)), scale=3).size == (120, 90)
+
+
+def test_colorizer_works_at_the_render_size():
+    seen = []
+    color = tiny_color()
+    color.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape[-2:])))
+    pipe = Pipeline(tiny_sr(), color, device="cpu", render_size=32)
+    out = pipe(photo((40, 30)))  # SR output 160x120; short side 120 -> 32
+    assert out.size == (160, 120)
+    assert seen == [(32, 64)]  # 32 x 43, padded to the encoder's multiple of 32
+    seen.clear()
+    Pipeline(tiny_sr(), color, device="cpu", render_size=None)(photo((40, 30)))
+    assert seen == [(128, 160)]  # full size 120 x 160, padded
+
+
+def test_same_sized_images_share_a_forward_pass():
+    calls = []
+    sr = tiny_sr()
+    sr.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    pipe = Pipeline(sr, None, device="cpu", batch_size=3)
+    imgs = [GrayImage(photo((24, 20), seed=i) / 255.0) for i in range(4)] + [GrayImage(photo((20, 24)) / 255.0)]
+    outs = pipe.restore(imgs)
+    assert calls == [3, 1, 1]
+    assert [o.size for o in outs] == [(96, 80)] * 4 + [(80, 96)]
+    one_by_one = Pipeline(tiny_sr(), None, device="cpu").restore(imgs[1:2])[0]
+    np.testing.assert_allclose(np.asarray(outs[1], np.float32), np.asarray(one_by_one, np.float32), atol=1)
+
+
+def test_color_input_warns():
+    rgb = np.zeros((20, 20, 3), np.uint8)
+    rgb[..., 0] = 200
+    with pytest.warns(UserWarning, match="color input converted to luminance"):
+        Pipeline(tiny_sr(), None, device="cpu")(rgb)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Pipeline(tiny_sr(), None, device="cpu")(np.repeat(photo((20, 20))[..., None], 3, axis=2))  # gray as RGB
+
+
+def test_save_and_load_round_trip(tiny_pipe, tmp_path):
+    tiny_pipe.save(tmp_path / "p")
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["color.safetensors", "pipeline.yaml", "sr.safetensors"]
+    loaded = Pipeline.from_pretrained(tmp_path / "p", device="cpu")
+    assert loaded.render_size == 64 and loaded.scale == 4 and not loaded.trained
+    assert loaded.color.arch_config == {**tiny_pipe.color.arch_config, "pretrained": None}
+    img = photo((40, 30))
+    np.testing.assert_array_equal(np.asarray(loaded(img)), np.asarray(tiny_pipe(img)))
+    sr_only = Pipeline.from_pretrained(tmp_path / "p", only="sr", device="cpu")
+    assert sr_only.color is None and sr_only(img).size == (160, 120)
+
+
+def test_fp16_weights_load_into_fp32(tiny_pipe, tmp_path):
+    tiny_pipe.save(tmp_path / "half", weights_dtype="fp16")
+    loaded = Pipeline.from_pretrained(tmp_path / "half", device="cpu")
+    a = np.asarray(loaded(photo((40, 30))), np.float32)
+    b = np.asarray(tiny_pipe(photo((40, 30))), np.float32)
+    assert np.abs(a - b).mean() < 1
+
+
+def test_bad_pipeline_folders_are_clear_errors(tiny_pipe, tmp_path):
+    with pytest.raises(ConfigError, match="no pipeline here"):
+        Pipeline.from_pretrained(tmp_path)
+    folder = tiny_pipe.save(tmp_path / "p")
+    text = (folder / "pipeline.yaml").read_text()
+    (folder / "pipeline.yaml").write_text(text.replace("num_block: 1", "num_block: 2"))
+    with pytest.raises(ConfigError, match="does not fit the msrresnet model"):
+        Pipeline.from_pretrained(folder)
+    (folder / "pipeline.yaml").write_text(text.replace("render_size", "render_sise"))
+    with pytest.raises(ConfigError, match="unknown key render_sise"):
+        Pipeline.from_pretrained(folder)
+    (folder / "pipeline.yaml").write_text(text)
+    (folder / "sr.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(ConfigError, match="not a readable safetensors file"):
+        Pipeline.from_pretrained(folder)
+
+
+def test_no_bundled_weights_says_so():
+    with pytest.raises(NoBundledWeights, match="no trained weights are bundled"):
+        Pipeline.from_pretrained()
+
+
+def test_devices_and_dtypes():
+    assert Pipeline(tiny_sr(), None).device.type == "cpu"  # auto on a machine without a GPU
+    with pytest.raises(ValueError, match="fp16 runs only on a GPU"):
+        Pipeline(tiny_sr(), None, device="cpu", dtype="fp16")
+    fp32 = np.asarray(Pipeline(tiny_sr(), tiny_color(), device="cpu")(photo((40, 30))), np.float32)
+    bf16 = np.asarray(Pipeline(tiny_sr(), tiny_color(), device="cpu", dtype="bf16")(photo((40, 30))), np.float32)
+    assert np.abs(fp32 - bf16).mean() < 3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_fp16_matches_cpu():
+    img = photo((64, 48))
+    cpu = np.asarray(Pipeline(tiny_sr(), tiny_color(), device="cpu")(img), np.float32)
+    gpu = np.asarray(Pipeline(tiny_sr(), tiny_color(), device="cuda", dtype="fp16")(img), np.float32)
+    assert np.abs(cpu - gpu).mean() < 3
+
+
+def test_large_image_is_tiled():
+    calls = []
+    sr = tiny_sr()
+    sr.register_forward_pre_hook(lambda m, args: calls.append(tuple(args[0].shape)))
+    out = Pipeline(sr, None, device="cpu", tile=64, tile_overlap=16, batch_size=2)(photo((150, 100)))
+    assert out.size == (600, 400)
+    assert all(s[-2:] == (64, 64) for s in calls) and sum(s[0] for s in calls) == 3 * 2
+
+
+def test_pix2pix_colorizer_in_a_pipeline():
+    color = create_colorizer({"arch": "pix2pix_unet", "n_down": 5, "num_filters": 8})
+    out = Pipeline(None, color, device="cpu", render_size=40)(photo((50, 40)))
+    assert out.size == (50, 40) and out.mode == "RGB"
+
