@@ -157,7 +157,7 @@ def run_folder(
                     for text in fut.result():
                         note(job.rel, text)
                     report.processed.append(job.rel)
-                except OSError as e:
+                except (OSError, ValueError) as e:  # disk full, permissions, an encoder refusing the image
                     fail(job.rel, f"could not write {job.dst}: {e}")
                 bar.update()
 
