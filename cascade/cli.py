@@ -25,33 +25,79 @@ def cli() -> None:
 @cli.command()
 @click.argument("lowres_dir", type=click.Path(exists=True, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--weights", type=click.Path(exists=True, path_type=Path), help="Pipeline folder (default: bundled).")
-@click.option("--scale", type=click.FloatRange(min=0, min_open=True), help="Output scale [default: the model's].")
+@click.option(
+    "--weights", type=click.Path(exists=True, path_type=Path), help="Pipeline folder (default: bundled)."
+)
+@click.option(
+    "--scale", type=click.FloatRange(min=0, min_open=True), help="Output scale [default: the model's]."
+)
 @click.option("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
-@click.option("--dtype", type=click.Choice(list(DTYPES)), default="fp32", help="Network precision; fp16 on GPU only.")
-@click.option("--tile", type=click.IntRange(min=0), default=256, help="SR tile size in input pixels; 0: whole images.")
-@click.option("--render-size", type=click.IntRange(min=0),
-              help="Short side the colorizer works at; 0: full size [default: the pipeline's].")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Images or tiles per forward pass [default: 1 on CPU, 8 on GPU].")
-@click.option("-r", "--recursive", is_flag=True, help="Also restore images in sub-folders (same layout in OUT_DIR).")
-@click.option("--skip-existing", is_flag=True, help="Leave outputs that already exist; do only what is missing.")
+@click.option(
+    "--dtype", type=click.Choice(list(DTYPES)), default="fp32", help="Network precision; fp16 on GPU only."
+)
+@click.option(
+    "--tile", type=click.IntRange(min=0), default=256, help="SR tile size in input pixels; 0: whole images."
+)
+@click.option(
+    "--render-size",
+    type=click.IntRange(min=0),
+    help="Short side the colorizer works at; 0: full size [default: the pipeline's].",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="Images or tiles per forward pass [default: 1 on CPU, 8 on GPU].",
+)
+@click.option(
+    "-r", "--recursive", is_flag=True, help="Also restore images in sub-folders (same layout in OUT_DIR)."
+)
+@click.option(
+    "--skip-existing", is_flag=True, help="Leave outputs that already exist; do only what is missing."
+)
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="png", help="Output image format.")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, help="jpg/webp quality.")
 @click.option("--only", type=click.Choice(["sr", "color"]), help="Run one stage only.")
-@click.option("--max-megapixels", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_MAX_PIXELS / 1e6,
-              help="Refuse larger inputs (decompression-bomb guard).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar, notes or summary; failures are still printed.")
-def run(lowres_dir: Path, out_dir: Path, weights: Path | None, scale: float | None, device: str, dtype: str,
-        tile: int, render_size: int | None, batch_size: int | None, recursive: bool, skip_existing: bool,
-        overwrite: bool, fmt: str, quality: int, only: str | None, max_megapixels: float, quiet: bool) -> None:
+@click.option(
+    "--max-megapixels",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_MAX_PIXELS / 1e6,
+    help="Refuse larger inputs (decompression-bomb guard).",
+)
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No progress bar, notes or summary; failures are still printed."
+)
+def run(
+    lowres_dir: Path,
+    out_dir: Path,
+    weights: Path | None,
+    scale: float | None,
+    device: str,
+    dtype: str,
+    tile: int,
+    render_size: int | None,
+    batch_size: int | None,
+    recursive: bool,
+    skip_existing: bool,
+    overwrite: bool,
+    fmt: str,
+    quality: int,
+    only: str | None,
+    max_megapixels: float,
+    quiet: bool,
+) -> None:
     """Restore every image in LOWRES_DIR (or one image file) into OUT_DIR, keeping relative paths and stems.
 
     Exit status: 0 when every image was restored (or skipped), 1 when some failed, 2 for usage errors."""
     from cascade.pipeline import NoBundledWeights, Pipeline  # torch loads here, not for --help
 
-    settings = {"device": device, "dtype": dtype, "tile": tile or None, "batch_size": batch_size,
-                "max_pixels": int(max_megapixels * 1e6)}
+    settings = {
+        "device": device,
+        "dtype": dtype,
+        "tile": tile or None,
+        "batch_size": batch_size,
+        "max_pixels": int(max_megapixels * 1e6),
+    }
     if render_size is not None:
         settings["render_size"] = render_size or None
     try:
@@ -59,22 +105,36 @@ def run(lowres_dir: Path, out_dir: Path, weights: Path | None, scale: float | No
     except (NoBundledWeights, ConfigError, ValueError, OSError) as e:
         raise click.UsageError(str(e)) from None
     if not pipe.trained:
-        _say("warning: these weights are marked untrained (trained: false in pipeline.yaml); "
-             "the output is not a restoration", quiet=False)
+        _say(
+            "warning: these weights are marked untrained (trained: false in pipeline.yaml); "
+            "the output is not a restoration",
+            quiet=False,
+        )
 
     def on_note(rel: Path, text: str) -> None:
         if text.startswith("failed:") or not quiet:
             _say(f"{rel}: {text}", quiet=False)
 
     try:
-        report = pipe.run_dir(lowres_dir, out_dir, recursive=recursive, skip_existing=skip_existing,
-                              overwrite=overwrite, fmt=fmt, quality=quality, scale=scale,
-                              progress=not quiet and sys.stderr.isatty(), on_note=on_note)
+        report = pipe.run_dir(
+            lowres_dir,
+            out_dir,
+            recursive=recursive,
+            skip_existing=skip_existing,
+            overwrite=overwrite,
+            fmt=fmt,
+            quality=quality,
+            scale=scale,
+            progress=not quiet and sys.stderr.isatty(),
+            on_note=on_note,
+        )
     except RunError as e:
         raise click.UsageError(str(e)) from None
     summary = f"processed {len(report.processed)}, skipped {len(report.skipped)}, failed {len(report.failed)}"
     if report.ignored:
-        names = ", ".join(str(p.name) for p in report.ignored[:3]) + (", ..." if len(report.ignored) > 3 else "")
+        names = ", ".join(str(p.name) for p in report.ignored[:3]) + (
+            ", ..." if len(report.ignored) > 3 else ""
+        )
         summary += f"; ignored {len(report.ignored)} non-image file(s) ({names})"
     _say(f"{summary} -> {out_dir}", quiet)
     for rel, reason in report.failed:
@@ -99,7 +159,9 @@ def init(config: Path, out_dir: Path) -> None:
         cfg = load_yaml(config)
         unknown = sorted(set(cfg) - {"sr", "color", "render_size", "seed"})
         if unknown:
-            raise ConfigError(f"{config}: unknown key {', '.join(unknown)}; valid: sr, color, render_size, seed")
+            raise ConfigError(
+                f"{config}: unknown key {', '.join(unknown)}; valid: sr, color, render_size, seed"
+            )
         torch.manual_seed(cfg.get("seed", 0))
         sr = create_sr_generator(cfg["sr"]) if cfg.get("sr") else None
         color = create_colorizer(cfg["color"]) if cfg.get("color") else None
@@ -107,8 +169,14 @@ def init(config: Path, out_dir: Path) -> None:
             raise ConfigError(f"{config}: needs an 'sr' or a 'color' section")
     except (ConfigError, OSError) as e:
         raise click.UsageError(str(e)) from None
-    save_pipeline(out_dir, sr, color, render_size=cfg.get("render_size", 256), trained=False,
-                  description=f"untrained, initialised from {config.name}")
+    save_pipeline(
+        out_dir,
+        sr,
+        color,
+        render_size=cfg.get("render_size", 256),
+        trained=False,
+        description=f"untrained, initialised from {config.name}",
+    )
     click.echo(f"wrote an untrained pipeline to {out_dir}")
 
 

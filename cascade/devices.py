@@ -22,7 +22,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU; use --device cpu or auto")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r} asked for, but MPS is not available here; use --device cpu or auto")
+        raise ValueError(
+            f"device {name!r} asked for, but MPS is not available here; use --device cpu or auto"
+        )
     return device
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from PIL import Image
 from tqdm import tqdm
@@ -53,9 +54,15 @@ def find_inputs(in_dir: Path, out_dir: Path, recursive: bool) -> tuple[list[Path
         return [in_dir], []
     out_resolved = out_dir.resolve()
     images, others = [], []
-    walker = os.walk(in_dir) if recursive else [(str(in_dir), [], [e.name for e in os.scandir(in_dir) if e.is_file()])]
+    walker = (
+        os.walk(in_dir)
+        if recursive
+        else [(str(in_dir), [], [e.name for e in os.scandir(in_dir) if e.is_file()])]
+    )
     for root, dirs, files in walker:
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (Path(root) / d).resolve() != out_resolved)
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and (Path(root) / d).resolve() != out_resolved
+        )
         for name in sorted(files):
             if name.startswith("."):
                 continue
@@ -65,7 +72,13 @@ def find_inputs(in_dir: Path, out_dir: Path, recursive: bool) -> tuple[list[Path
 
 
 def plan_jobs(
-    in_dir: Path, out_dir: Path, *, recursive: bool, fmt: str, skip_existing: bool, overwrite: bool,
+    in_dir: Path,
+    out_dir: Path,
+    *,
+    recursive: bool,
+    fmt: str,
+    skip_existing: bool,
+    overwrite: bool,
     report: RunReport,
 ) -> list[Job]:
     """Map each input to its output (same relative folder and stem, new extension); refuse collisions."""
@@ -78,7 +91,9 @@ def plan_jobs(
         dst = out_dir / rel.parent / f"{rel.stem}.{fmt}"
         key = dst.resolve()
         if key in inputs:
-            report.failed.append((rel, f"its output {dst} would overwrite an input file; choose another OUT_DIR"))
+            report.failed.append(
+                (rel, f"its output {dst} would overwrite an input file; choose another OUT_DIR")
+            )
         elif key in taken:
             report.failed.append((rel, f"same output name {dst.name} as {taken[key]}; rename one of them"))
         else:
@@ -124,8 +139,15 @@ def run_folder(
     if in_dir.is_dir() and in_dir.resolve() == out_dir.resolve():
         raise RunError(f"the output folder is the input folder ({in_dir}); choose another OUT_DIR")
     report = RunReport()
-    jobs = plan_jobs(in_dir, out_dir, recursive=recursive, fmt=fmt, skip_existing=skip_existing,
-                     overwrite=overwrite, report=report)
+    jobs = plan_jobs(
+        in_dir,
+        out_dir,
+        recursive=recursive,
+        fmt=fmt,
+        skip_existing=skip_existing,
+        overwrite=overwrite,
+        report=report,
+    )
 
     def note(rel: Path, text: str) -> None:
         report.notes.append((rel, text))
@@ -134,21 +156,13 @@ def run_folder(
 
     def fail(rel: Path, reason: str) -> None:
         report.failed.append((rel, reason))
+        bar.set_postfix(failed=len(report.failed), refresh=False)
         if on_note:
             on_note(rel, f"failed: {reason}")
 
     bar = tqdm(total=len(jobs), unit="img", disable=not progress, dynamic_ncols=True)
     with ThreadPoolExecutor(2, thread_name_prefix="decode") as decoder, ThreadPoolExecutor(1) as encoder:
-        pending: deque[tuple[Job, Future]] = deque()
         writes: deque[tuple[Job, Future]] = deque()
-        queue = iter(jobs)
-
-        def refill() -> None:
-            while len(pending) < PREFETCH + pipe.batch_size:
-                job = next(queue, None)
-                if job is None:
-                    return
-                pending.append((job, decoder.submit(read_gray, job.src, pipe.max_pixels)))
 
         def finish_writes(keep: int) -> None:
             while len(writes) > keep:
@@ -161,27 +175,9 @@ def run_folder(
                     fail(job.rel, f"could not write {job.dst}: {e}")
                 bar.update()
 
-        refill()
-        while pending:
-            batch: list[tuple[Job, GrayImage]] = []
-            while pending and len(batch) < pipe.batch_size:
-                job, fut = pending[0]
-                try:
-                    gray = fut.result()
-                except ImageError as e:
-                    pending.popleft()
-                    fail(job.rel, str(e).removeprefix(f"{job.src}: "))
-                    bar.update()
-                    continue
-                if batch and gray.size != batch[0][1].size:
-                    break  # only same-sized images share a forward pass
-                pending.popleft()
-                batch.append((job, gray))
-            refill()
-            if not batch:
-                continue
+        for batch in _decoded_batches(jobs, pipe.batch_size, pipe.max_pixels, decoder, fail, bar):
             try:
-                outputs = pipe.restore([g for _, g in batch], scale)
+                outputs = pipe.restore([gray for _, gray in batch], scale)
             except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image
                 for job, _ in batch:
                     fail(job.rel, f"{e.__class__.__name__}: {str(e).splitlines()[0]} (try a smaller --tile)")
@@ -191,7 +187,47 @@ def run_folder(
                 for text in gray.notes:
                     note(job.rel, text)
                 writes.append((job, encoder.submit(write_image, img, job.dst, fmt, quality)))
-            finish_writes(keep=2)  # bounded: a slow disk holds back the networks, not memory
+            finish_writes(keep=2)  # bounded: a slow disk holds back the networks rather than filling memory
         finish_writes(keep=0)
     bar.close()
     return report
+
+
+def _decoded_batches(
+    jobs: list[Job],
+    batch_size: int,
+    max_pixels: int,
+    decoder: ThreadPoolExecutor,
+    fail: Callable[[Path, str], None],
+    bar: tqdm,
+) -> Iterator[list[tuple[Job, GrayImage]]]:
+    """Yield runs of up to ``batch_size`` same-sized decoded images, decoding ``PREFETCH`` images ahead in
+    ``decoder``'s threads; files that cannot be read are passed to ``fail`` and left out."""
+    queue = iter(jobs)
+    pending: deque[tuple[Job, Future]] = deque()
+    while True:
+        while len(pending) < PREFETCH + batch_size and (job := next(queue, None)) is not None:
+            pending.append((job, decoder.submit(read_gray, job.src, max_pixels)))
+        if not pending:
+            return
+        batch: list[tuple[Job, GrayImage]] = []
+        while pending and len(batch) < batch_size:
+            job, fut = pending[0]
+            try:
+                gray = fut.result()
+            except Exception as e:  # ImageError, or whatever else a broken file makes a decoder raise
+                pending.popleft()
+                reason = (
+                    str(e).removeprefix(f"{job.src}: ")
+                    if isinstance(e, ImageError)
+                    else f"could not read ({e!r})"
+                )
+                fail(job.rel, reason)
+                bar.update()
+                continue
+            if batch and gray.size != batch[0][1].size:
+                break  # only same-sized images share a forward pass
+            pending.popleft()
+            batch.append((job, gray))
+        if batch:
+            yield batch

@@ -81,7 +81,9 @@ def pil_to_gray(img: Image.Image) -> GrayImage:
         rgb = np.asarray(img.convert("RGB"), np.float32)
         luma = rgb @ _RGB_TO_LUMA / 255
         if np.abs(rgb - rgb.mean(axis=2, keepdims=True)).max() > 2:  # JPEG noise aside, the channels differ
-            notes.append(f"color input ({img.mode}) converted to luminance: the model expects gray photographs")
+            notes.append(
+                f"color input ({img.mode}) converted to luminance: the model expects gray photographs"
+            )
     return GrayImage(np.clip(luma, 0, 1).astype(np.float32), alpha, notes)
 
 

@@ -10,6 +10,7 @@ from torch import nn
 from cascade.tiling import tiled_apply
 from color.lab import AB_SCALE, L_SCALE, L_SHIFT, gray_to_lightness, lab_to_rgb
 
+CPU = torch.device("cpu")
 JOIN_ROWS = 256  # full-resolution rows converted Lab -> RGB at a time, to bound memory on huge outputs
 
 
@@ -29,7 +30,7 @@ def upscale(
     tile: int | None = 256,
     overlap: int = 16,
     batch_size: int = 1,
-    device: torch.device = torch.device("cpu"),
+    device: torch.device = CPU,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """(B, 1, H, W) gray in [0, 1] -> (B, 1, H * scale, W * scale) float32 in [0, 1], on ``gray``'s device."""
@@ -52,7 +53,7 @@ def predict_chroma(
     render_size: int | None = 256,
     tile: int | None = 512,
     batch_size: int = 1,
-    device: torch.device = torch.device("cpu"),
+    device: torch.device = CPU,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """(B, 1, H, W) gray in [0, 1] -> (B, 2, h, w) ab (Lab units) at the render size."""
@@ -63,8 +64,15 @@ def predict_chroma(
     multiple = getattr(model, "pad_multiple", 1)
     if tile is not None:
         tile = max(multiple, tile // multiple * multiple)
-    ab = tiled_apply(_runner(model, device, dtype), L_norm, 1, tile, min(64, tile // 4) if tile else 0,
-                     batch_size, multiple)
+    ab = tiled_apply(
+        _runner(model, device, dtype),
+        L_norm,
+        1,
+        tile,
+        min(64, tile // 4) if tile else 0,
+        batch_size,
+        multiple,
+    )
     return ab * AB_SCALE
 
 

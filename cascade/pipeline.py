@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from PIL import Image
 from torch import nn
 
 from cascade.devices import DTYPES, resolve_device, resolve_dtype
+from cascade.folder import RunReport, run_folder
 from cascade.imageio import DEFAULT_MAX_PIXELS, GrayImage, array_to_gray, pil_to_gray, read_gray
 from cascade.inference import gray_to_rgb8, join_chroma, predict_chroma, upscale
 from cascade.models import sr_scale
@@ -60,7 +61,9 @@ class Pipeline:
         if sr is None and color is None:
             raise ValueError("a Pipeline needs at least one stage (sr or color)")
         if tile is not None and tile < 2 * tile_overlap + 16:
-            raise ValueError(f"tile {tile} is too small for an overlap of {tile_overlap}; use a tile of 64 or more")
+            raise ValueError(
+                f"tile {tile} is too small for an overlap of {tile_overlap}; use a tile of 64 or more"
+            )
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.sr = self._prepare(sr)
@@ -79,7 +82,9 @@ class Pipeline:
     # --- loading and saving ----------------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, *, only: str | None = None, **settings) -> Pipeline:
+    def from_pretrained(
+        cls, path: str | Path | None = None, *, only: str | None = None, **settings
+    ) -> Pipeline:
         """Load a saved pipeline folder, or the bundled default weights when ``path`` is None.
         ``only="sr"`` or ``"color"`` keeps one stage; ``settings`` are the constructor's keyword arguments."""
         if path is None:
@@ -96,8 +101,13 @@ class Pipeline:
     def save(self, path: str | Path, *, weights_dtype: str = "fp32", description: str = "") -> Path:
         """Write safetensors weights per stage and ``pipeline.yaml`` naming their architectures."""
         return save_pipeline(
-            path, self.sr, self.color, render_size=self.render_size, trained=self.trained,
-            description=description, dtype=DTYPES[weights_dtype],
+            path,
+            self.sr,
+            self.color,
+            render_size=self.render_size,
+            trained=self.trained,
+            description=description,
+            dtype=DTYPES[weights_dtype],
         )
 
     # --- inference -------------------------------------------------------------------------------------------
@@ -140,7 +150,7 @@ class Pipeline:
                 luma = torch.from_numpy(np.stack([images[i].luma for i in part]))[:, None]
                 rgb = self.restore_tensor(luma, self.output_size(size, scale)).cpu().numpy()
                 for i, arr in zip(part, rgb):
-                    results[i] = _attach_alpha(Image.fromarray(arr, "RGB"), images[i].alpha)
+                    results[i] = _attach_alpha(Image.fromarray(arr), images[i].alpha)
         return results
 
     def restore_tensor(self, luma: torch.Tensor, out_size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -151,20 +161,34 @@ class Pipeline:
         x = luma.to(self.device if gpu_work else "cpu", torch.float32)
         with torch.inference_mode():
             if self.sr is not None:
-                x = upscale(x, self.sr, self.scale, tile=self.tile, overlap=self.tile_overlap,
-                            batch_size=self.batch_size, device=self.device, dtype=self.dtype)
+                x = upscale(
+                    x,
+                    self.sr,
+                    self.scale,
+                    tile=self.tile,
+                    overlap=self.tile_overlap,
+                    batch_size=self.batch_size,
+                    device=self.device,
+                    dtype=self.dtype,
+                )
             if x.shape[-2:] != (H, W):  # an output scale other than the model's own
-                x = F.interpolate(x, size=(H, W), mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+                x = F.interpolate(x, size=(H, W), mode="bicubic", antialias=True, align_corners=False).clamp_(
+                    0, 1
+                )
             if self.color is None:
                 return gray_to_rgb8(x)
-            ab = predict_chroma(x, self.color, render_size=self.render_size, batch_size=self.batch_size,
-                                device=self.device, dtype=self.dtype)
+            ab = predict_chroma(
+                x,
+                self.color,
+                render_size=self.render_size,
+                batch_size=self.batch_size,
+                device=self.device,
+                dtype=self.dtype,
+            )
             return join_chroma(x, ab)
 
-    def run_dir(self, in_dir: str | Path, out_dir: str | Path, **options):
+    def run_dir(self, in_dir: str | Path, out_dir: str | Path, **options) -> RunReport:
         """Restore every image under ``in_dir`` into ``out_dir`` (see ``cascade.folder.run_folder``)."""
-        from cascade.folder import run_folder
-
         return run_folder(self, in_dir, out_dir, **options)
 
 
@@ -172,6 +196,6 @@ def _attach_alpha(rgb: Image.Image, alpha: np.ndarray | None) -> Image.Image:
     """Upscale the input's alpha plane (bicubic) to the output size and re-attach it."""
     if alpha is None:
         return rgb
-    a = Image.fromarray(alpha.astype(np.float32), "F").resize(rgb.size, Image.Resampling.BICUBIC)
-    rgb.putalpha(Image.fromarray((np.clip(np.asarray(a), 0, 1) * 255).round().astype(np.uint8), "L"))
+    a = Image.fromarray(alpha.astype(np.float32)).resize(rgb.size, Image.Resampling.BICUBIC)
+    rgb.putalpha(Image.fromarray((np.clip(np.asarray(a), 0, 1) * 255).round().astype(np.uint8)))
     return rgb

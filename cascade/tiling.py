@@ -10,7 +10,7 @@ which keeps them normalised without a second full-size accumulator.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

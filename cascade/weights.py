@@ -37,7 +37,9 @@ def _config_path(path: str | Path) -> Path:
     if path.is_dir():
         path = path / CONFIG_NAME
     if not path.is_file():
-        raise ConfigError(f"{path}: no pipeline here (a pipeline folder holds {CONFIG_NAME} and .safetensors files)")
+        raise ConfigError(
+            f"{path}: no pipeline here (a pipeline folder holds {CONFIG_NAME} and .safetensors files)"
+        )
     return path
 
 
@@ -47,10 +49,14 @@ def load_pipeline(path: str | Path, only: str | None = None) -> LoadedPipeline:
     cfg = load_yaml(cfg_path)
     where = str(cfg_path)
     if cfg.get("format") != FORMAT:
-        raise ConfigError(f"{where}: format is {cfg.get('format')!r}, this version of cascade reads {FORMAT!r}")
+        raise ConfigError(
+            f"{where}: format is {cfg.get('format')!r}, this version of cascade reads {FORMAT!r}"
+        )
     unknown = sorted(set(cfg) - _TOP_KEYS)
     if unknown:
-        raise ConfigError(f"{where}: unknown key {', '.join(unknown)}; valid keys: {', '.join(sorted(_TOP_KEYS))}")
+        raise ConfigError(
+            f"{where}: unknown key {', '.join(unknown)}; valid keys: {', '.join(sorted(_TOP_KEYS))}"
+        )
     models: dict[str, nn.Module | None] = {}
     for stage in STAGES:
         section = cfg.get(stage)
@@ -63,8 +69,13 @@ def load_pipeline(path: str | Path, only: str | None = None) -> LoadedPipeline:
     if models["sr"] is None and models["color"] is None:
         raise ConfigError(f"{where}: describes no stage (needs an 'sr' or a 'color' section)")
     render_size = (cfg.get("color") or {}).get("render_size", 256)
-    return LoadedPipeline(models["sr"], models["color"], render_size, bool(cfg.get("trained", False)),
-                          str(cfg.get("description", "")))
+    return LoadedPipeline(
+        models["sr"],
+        models["color"],
+        render_size,
+        bool(cfg.get("trained", False)),
+        str(cfg.get("description", "")),
+    )
 
 
 def _load_stage(folder: Path, stage: str, section: Any, where: str) -> nn.Module:
@@ -73,10 +84,14 @@ def _load_stage(folder: Path, stage: str, section: Any, where: str) -> nn.Module
         raise ConfigError(f"{where}: needs 'model' (the architecture) and 'weights' (a .safetensors file)")
     unknown = sorted(set(section) - _STAGE_KEYS)
     if unknown:
-        raise ConfigError(f"{where}: unknown key {', '.join(unknown)}; valid keys: {', '.join(sorted(_STAGE_KEYS))}")
+        raise ConfigError(
+            f"{where}: unknown key {', '.join(unknown)}; valid keys: {', '.join(sorted(_STAGE_KEYS))}"
+        )
     model_cfg = dict(section["model"])
     if stage == "color":
-        model_cfg["pretrained"] = None  # the saved weights replace any pretrained encoder: never download here
+        model_cfg["pretrained"] = (
+            None  # the saved weights replace any pretrained encoder: never download here
+        )
         model = create_colorizer(model_cfg)
     else:
         model = create_sr_generator(model_cfg)
@@ -122,7 +137,9 @@ def save_pipeline(
             continue
         arch_config = getattr(model, "arch_config", None)
         if arch_config is None:
-            raise ValueError(f"the {stage} model was not built by cascade.models, so its architecture is unknown")
+            raise ValueError(
+                f"the {stage} model was not built by cascade.models, so its architecture is unknown"
+            )
         arch_config = dict(arch_config)
         if stage == "color":
             arch_config["pretrained"] = None  # saved weights include the encoder

@@ -23,7 +23,11 @@ class PatchGAN(nn.Module):
         for i in range(n_down):
             out = num_filters * 2 ** (i + 1)
             stride = 1 if i == n_down - 1 else 2
-            layers += [nn.Conv2d(ch, out, 4, stride, 1, bias=False), nn.BatchNorm2d(out), nn.LeakyReLU(0.2, True)]
+            layers += [
+                nn.Conv2d(ch, out, 4, stride, 1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.LeakyReLU(0.2, True),
+            ]
             ch = out
         layers.append(nn.Conv2d(ch, 1, 4, 1, 1))
         self.model = nn.Sequential(*layers)

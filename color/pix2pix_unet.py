@@ -30,10 +30,16 @@ class UnetBlock(nn.Module):
         super().__init__()
         self.outermost = outermost
         down_conv = nn.Conv2d(in_ch or outer_ch, inner_ch, kernel_size=4, stride=2, padding=1, bias=False)
-        up_in = inner_ch if innermost else inner_ch * 2  # below the innermost level there is no skip to concat
+        up_in = (
+            inner_ch if innermost else inner_ch * 2
+        )  # below the innermost level there is no skip to concat
         if outermost:
             down = [down_conv]
-            up = [nn.ReLU(True), nn.ConvTranspose2d(up_in, outer_ch, kernel_size=4, stride=2, padding=1), nn.Tanh()]
+            up = [
+                nn.ReLU(True),
+                nn.ConvTranspose2d(up_in, outer_ch, kernel_size=4, stride=2, padding=1),
+                nn.Tanh(),
+            ]
         else:
             down = [nn.LeakyReLU(0.2, True), down_conv]
             if not innermost:
@@ -68,7 +74,9 @@ class Pix2PixUNet(nn.Module):
     def __init__(self, in_ch: int = 1, out_ch: int = 2, n_down: int = 8, num_filters: int = 64):
         super().__init__()
         if n_down < 5:
-            raise ValueError(f"pix2pix_unet needs n_down >= 5 (4 widening levels and the innermost), not {n_down}")
+            raise ValueError(
+                f"pix2pix_unet needs n_down >= 5 (4 widening levels and the innermost), not {n_down}"
+            )
         widest = num_filters * 8
         block = UnetBlock(widest, widest, innermost=True)
         for _ in range(n_down - 5):

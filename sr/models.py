@@ -7,7 +7,7 @@ these tables. basicsr is imported inside the functions: importing it costs secon
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 
@@ -28,7 +28,9 @@ def msrresnet(scale: int = 4, num_feat: int = 64, num_block: int = 16, in_ch: in
     return MSRResNet(num_in_ch=in_ch, num_out_ch=in_ch, num_feat=num_feat, num_block=num_block, upscale=scale)
 
 
-def rrdbnet(scale: int = 4, num_feat: int = 64, num_block: int = 23, num_grow_ch: int = 32, in_ch: int = 1) -> nn.Module:
+def rrdbnet(
+    scale: int = 4, num_feat: int = 64, num_block: int = 23, num_grow_ch: int = 32, in_ch: int = 1
+) -> nn.Module:
     """RRDBNet, the ESRGAN generator: larger and slower than MSRResNet.
 
     Args:

@@ -39,7 +39,9 @@ def tiny_pipe() -> Pipeline:
 def tiny_weights(tmp_path_factory) -> str:
     """A saved tiny pipeline folder, as `cascade run --weights` takes it."""
     folder = tmp_path_factory.mktemp("weights") / "tiny pipeline"
-    save_pipeline(folder, tiny_sr(), tiny_color(), render_size=64, trained=False, description="tiny test model")
+    save_pipeline(
+        folder, tiny_sr(), tiny_color(), render_size=64, trained=False, description="tiny test model"
+    )
     return str(folder)
 
 
@@ -54,7 +56,7 @@ def photo(size: tuple[int, int] = (48, 40), seed: int = 0) -> np.ndarray:
 
 
 def save_gray(path, size=(48, 40), seed=0, mode="L", **kw) -> Image.Image:
-    img = Image.fromarray(photo(size, seed), "L")
+    img = Image.fromarray(photo(size, seed))
     if mode != "L":
         img = img.convert(mode)
     path.parent.mkdir(parents=True, exist_ok=True)

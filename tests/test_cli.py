@@ -1,7 +1,6 @@
 """The `cascade` command end to end: the real console script in a subprocess for the main paths, click's
 CliRunner (in-process, faster) for options and usage errors."""
 
-import os
 import shutil
 import signal
 import subprocess
@@ -56,8 +55,22 @@ def test_a_killed_run_leaves_no_partial_image_and_resumes(tiny_weights, tmp_path
     for i in range(16):
         save_gray(tmp_path / "in" / f"{i:02d}.png", size=(256, 256), seed=i)
     out = tmp_path / "out"
-    proc = subprocess.Popen([CASCADE, "run", tmp_path / "in", out, "--weights", tiny_weights, "--only", "sr",
-                             "--tile", "0", "--quiet"], stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            CASCADE,
+            "run",
+            tmp_path / "in",
+            out,
+            "--weights",
+            tiny_weights,
+            "--only",
+            "sr",
+            "--tile",
+            "0",
+            "--quiet",
+        ],
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (out.is_dir() and any(p.suffix == ".png" for p in out.iterdir())):
         time.sleep(0.01)
@@ -69,7 +82,9 @@ def test_a_killed_run_leaves_no_partial_image_and_resumes(tiny_weights, tmp_path
         with Image.open(p) as img:
             img.load()
             assert img.size == (1024, 1024)
-    result = cascade("run", tmp_path / "in", out, "--weights", tiny_weights, "--only", "sr", "--skip-existing")
+    result = cascade(
+        "run", tmp_path / "in", out, "--weights", tiny_weights, "--only", "sr", "--skip-existing"
+    )
     assert result.returncode == 0, result.stderr
     assert f"processed {16 - len(done)}, skipped {len(done)}, failed 0" in result.stderr
     assert len([p for p in out.iterdir() if p.suffix == ".png" and not p.name.startswith(".")]) == 16
@@ -113,8 +128,18 @@ def test_recursive_keeps_relative_paths_and_formats(tiny_weights, tmp_path):
     save_gray(tmp_path / "in" / "1950s" / "deep" / "x.jpg")
     flat = invoke("run", tmp_path / "in", tmp_path / "flat", "--weights", tiny_weights, "--format", "jpg")
     assert flat.exit_code == 0 and sorted(p.name for p in (tmp_path / "flat").iterdir()) == ["top.jpg"]
-    deep = invoke("run", tmp_path / "in", tmp_path / "deep", "--weights", tiny_weights, "-r", "--format", "webp",
-                  "--batch-size", "2")
+    deep = invoke(
+        "run",
+        tmp_path / "in",
+        tmp_path / "deep",
+        "--weights",
+        tiny_weights,
+        "-r",
+        "--format",
+        "webp",
+        "--batch-size",
+        "2",
+    )
     assert deep.exit_code == 0, deep.output
     found = sorted(str(p.relative_to(tmp_path / "deep")) for p in (tmp_path / "deep").rglob("*.*"))
     assert found == ["1950s/deep/x.webp", "1950s/wedding.webp", "top.webp"]
@@ -123,14 +148,36 @@ def test_recursive_keeps_relative_paths_and_formats(tiny_weights, tmp_path):
 
 def test_only_one_stage_scale_tile_and_render_size(tiny_weights, tmp_path):
     save_gray(tmp_path / "in" / "a.png", size=(48, 40))
-    sr = invoke("run", tmp_path / "in", tmp_path / "sr", "--weights", tiny_weights, "--only", "sr", "--tile", "0")
+    sr = invoke(
+        "run", tmp_path / "in", tmp_path / "sr", "--weights", tiny_weights, "--only", "sr", "--tile", "0"
+    )
     arr = np.asarray(Image.open(tmp_path / "sr" / "a.png"))
     assert sr.exit_code == 0 and arr.shape == (160, 192, 3) and (arr[..., 0] == arr[..., 2]).all()
-    color = invoke("run", tmp_path / "in", tmp_path / "c", "--weights", tiny_weights, "--only", "color",
-                   "--render-size", "0")
+    color = invoke(
+        "run",
+        tmp_path / "in",
+        tmp_path / "c",
+        "--weights",
+        tiny_weights,
+        "--only",
+        "color",
+        "--render-size",
+        "0",
+    )
     assert color.exit_code == 0 and Image.open(tmp_path / "c" / "a.png").size == (48, 40)
-    half = invoke("run", tmp_path / "in", tmp_path / "x2", "--weights", tiny_weights, "--scale", "2",
-                  "--dtype", "bf16", "--tile", "64")
+    half = invoke(
+        "run",
+        tmp_path / "in",
+        tmp_path / "x2",
+        "--weights",
+        tiny_weights,
+        "--scale",
+        "2",
+        "--dtype",
+        "bf16",
+        "--tile",
+        "64",
+    )
     assert half.exit_code == 0 and Image.open(tmp_path / "x2" / "a.png").size == (96, 80)
 
 

@@ -59,12 +59,12 @@ def test_16bit_gray_keeps_its_precision(tmp_path):
 
 
 def test_palette_la_rgba_and_cmyk(tmp_path):
-    base = Image.fromarray(photo((40, 30)), "L")
+    base = Image.fromarray(photo((40, 30)))
     pal = base.convert("P")
     pal.save(tmp_path / "palette.png")
     assert np.abs(read_gray(tmp_path / "palette.png").luma * 255 - photo((40, 30))).max() <= 1
 
-    alpha = Image.fromarray(np.where(np.arange(40)[None, :] < 20, 0, 255).astype(np.uint8).repeat(30, 0), "L")
+    alpha = Image.fromarray(np.where(np.arange(40)[None, :] < 20, 0, 255).astype(np.uint8).repeat(30, 0))
     la = Image.merge("LA", (base, alpha))
     la.save(tmp_path / "la.png")
     g = read_gray(tmp_path / "la.png")
@@ -85,8 +85,8 @@ def test_palette_la_rgba_and_cmyk(tmp_path):
 
 
 def test_alpha_is_upscaled_and_reattached(tmp_path, sr_pipe):
-    base = Image.fromarray(photo((40, 30)), "L")
-    alpha = Image.fromarray(np.where(np.arange(40)[None, :] < 20, 0, 255).astype(np.uint8).repeat(30, 0), "L")
+    base = Image.fromarray(photo((40, 30)))
+    alpha = Image.fromarray(np.where(np.arange(40)[None, :] < 20, 0, 255).astype(np.uint8).repeat(30, 0))
     Image.merge("RGBA", (base, base, base, alpha)).save(tmp_path / "in.png")
     out = sr_pipe(tmp_path / "in.png")
     assert out.mode == "RGBA" and out.size == (160, 120)
@@ -101,7 +101,7 @@ def test_alpha_is_upscaled_and_reattached(tmp_path, sr_pipe):
 
 
 def test_exif_orientation_is_applied(tmp_path):
-    img = Image.fromarray(photo((40, 20)), "L")  # 40 wide, 20 high as stored
+    img = Image.fromarray(photo((40, 20)))  # 40 wide, 20 high as stored
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 CW to view"
     img.save(tmp_path / "rotated.jpg", exif=exif, quality=95)
@@ -113,11 +113,14 @@ def test_exif_orientation_is_applied(tmp_path):
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width`` x ``height`` pixels, with one empty data chunk."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("side", [10_000, 100_000])  # over our limit; over Pillow's own bomb limit

@@ -26,7 +26,9 @@ def test_torch_and_skimage_lab_agree():
     lab_t = rgb_to_lab(torch.from_numpy(rgb / 255.0).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
     assert np.abs(lab_np - lab_t).max() < 1e-3
     back_np = lab_to_rgb_np(lab_np)
-    back_t = lab_to_rgb(torch.from_numpy(lab_np.astype(np.float64)).permute(2, 0, 1)[None])[0].permute(1, 2, 0)
+    back_t = lab_to_rgb(torch.from_numpy(lab_np.astype(np.float64)).permute(2, 0, 1)[None])[0].permute(
+        1, 2, 0
+    )
     assert np.abs(back_np - back_t.numpy()).max() < 1e-4
 
 

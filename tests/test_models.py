@@ -4,7 +4,12 @@ import torch
 from safetensors.torch import save_file
 
 from cascade.config import ConfigError
-from cascade.models import create_color_discriminator, create_colorizer, create_sr_discriminator, create_sr_generator
+from cascade.models import (
+    create_color_discriminator,
+    create_colorizer,
+    create_sr_discriminator,
+    create_sr_generator,
+)
 from color.pix2pix_unet import Pix2PixUNet
 from color.timm_unet import TimmUNet
 
@@ -13,7 +18,13 @@ from color.timm_unet import TimmUNet
 def test_msrresnet_scales(scale):
     model = create_sr_generator({"arch": "msrresnet", "scale": scale, "num_feat": 8, "num_block": 1})
     assert model(torch.rand(2, 1, 12, 10)).shape == (2, 1, 12 * scale, 10 * scale)
-    assert model.arch_config == {"arch": "msrresnet", "scale": scale, "num_feat": 8, "num_block": 1, "in_ch": 1}
+    assert model.arch_config == {
+        "arch": "msrresnet",
+        "scale": scale,
+        "num_feat": 8,
+        "num_block": 1,
+        "in_ch": 1,
+    }
 
 
 def test_msrresnet_default_is_64x16_x4():

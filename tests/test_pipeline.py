@@ -15,7 +15,13 @@ from tests.conftest import photo, tiny_color, tiny_sr
 def test_restores_pil_array_tensor_and_path(tiny_pipe, tmp_path):
     gray = photo((40, 30))
     Image.fromarray(gray).save(tmp_path / "a.png")
-    inputs = [Image.fromarray(gray), gray, torch.from_numpy(gray / 255.0), tmp_path / "a.png", str(tmp_path / "a.png")]
+    inputs = [
+        Image.fromarray(gray),
+        gray,
+        torch.from_numpy(gray / 255.0),
+        tmp_path / "a.png",
+        str(tmp_path / "a.png"),
+    ]
     outs = [tiny_pipe(i) for i in inputs]
     for out in outs:
         assert out.mode == "RGB" and out.size == (160, 120)
@@ -67,7 +73,9 @@ def test_same_sized_images_share_a_forward_pass():
     sr = tiny_sr()
     sr.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
     pipe = Pipeline(sr, None, device="cpu", batch_size=3)
-    imgs = [GrayImage(photo((24, 20), seed=i) / 255.0) for i in range(4)] + [GrayImage(photo((20, 24)) / 255.0)]
+    imgs = [GrayImage(photo((24, 20), seed=i) / 255.0) for i in range(4)] + [
+        GrayImage(photo((20, 24)) / 255.0)
+    ]
     outs = pipe.restore(imgs)
     assert calls == [3, 1, 1]
     assert [o.size for o in outs] == [(96, 80)] * 4 + [(80, 96)]
@@ -82,12 +90,18 @@ def test_color_input_warns():
         Pipeline(tiny_sr(), None, device="cpu")(rgb)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        Pipeline(tiny_sr(), None, device="cpu")(np.repeat(photo((20, 20))[..., None], 3, axis=2))  # gray as RGB
+        Pipeline(tiny_sr(), None, device="cpu")(
+            np.repeat(photo((20, 20))[..., None], 3, axis=2)
+        )  # gray as RGB
 
 
 def test_save_and_load_round_trip(tiny_pipe, tmp_path):
     tiny_pipe.save(tmp_path / "p")
-    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["color.safetensors", "pipeline.yaml", "sr.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == [
+        "color.safetensors",
+        "pipeline.yaml",
+        "sr.safetensors",
+    ]
     loaded = Pipeline.from_pretrained(tmp_path / "p", device="cpu")
     assert loaded.render_size == 64 and loaded.scale == 4 and not loaded.trained
     assert loaded.color.arch_config == {**tiny_pipe.color.arch_config, "pretrained": None}
@@ -132,7 +146,9 @@ def test_devices_and_dtypes():
     with pytest.raises(ValueError, match="fp16 runs only on a GPU"):
         Pipeline(tiny_sr(), None, device="cpu", dtype="fp16")
     fp32 = np.asarray(Pipeline(tiny_sr(), tiny_color(), device="cpu")(photo((40, 30))), np.float32)
-    bf16 = np.asarray(Pipeline(tiny_sr(), tiny_color(), device="cpu", dtype="bf16")(photo((40, 30))), np.float32)
+    bf16 = np.asarray(
+        Pipeline(tiny_sr(), tiny_color(), device="cpu", dtype="bf16")(photo((40, 30))), np.float32
+    )
     assert np.abs(fp32 - bf16).mean() < 3
 
 
@@ -158,4 +174,3 @@ def test_pix2pix_colorizer_in_a_pipeline():
     color = create_colorizer({"arch": "pix2pix_unet", "n_down": 5, "num_filters": 8})
     out = Pipeline(None, color, device="cpu", render_size=40)(photo((50, 40)))
     assert out.size == (50, 40) and out.mode == "RGB"
-

@@ -1,8 +1,11 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
+from cascade import inference
 from cascade.inference import upscale
 from cascade.tiling import axis_weights, tile_starts, tiled_apply
+from color.lab import gray_to_lightness, lab_to_rgb
 from tests.conftest import photo, tiny_sr
 
 
@@ -19,8 +22,14 @@ def test_windows_cover_and_weights_sum_to_one(length, tile, overlap):
 
 def test_tiles_reassemble_a_pointwise_function_exactly():
     x = torch.rand(2, 1, 70, 90)
-    out = tiled_apply(lambda t: (t * 2).repeat_interleave(2, -1).repeat_interleave(2, -2), x, 2, tile=32,
-                      overlap=8, batch_size=3)
+    out = tiled_apply(
+        lambda t: (t * 2).repeat_interleave(2, -1).repeat_interleave(2, -2),
+        x,
+        2,
+        tile=32,
+        overlap=8,
+        batch_size=3,
+    )
     torch.testing.assert_close(out, (x * 2).repeat_interleave(2, -1).repeat_interleave(2, -2))
 
 
@@ -48,3 +57,15 @@ def test_padding_to_the_network_multiple():
 
     out = tiled_apply(fn, torch.rand(1, 1, 50, 70), 1, tile=None, multiple=32)
     assert seen == [(64, 96)] and out.shape == (1, 1, 50, 70)
+
+
+def test_chroma_join_in_strips_equals_the_whole_image_at_once(monkeypatch):
+    gray = torch.rand(2, 1, 75, 61)
+    ab = (torch.rand(2, 2, 19, 16) - 0.5) * 120
+    whole = lab_to_rgb(
+        torch.cat([gray_to_lightness(gray), F.interpolate(ab, size=(75, 61), mode="bilinear")], 1)
+    )
+    expected = (whole * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+    monkeypatch.setattr(inference, "JOIN_ROWS", 16)
+    joined = inference.join_chroma(gray, ab)
+    assert (joined.int() - expected.int()).abs().max() <= 1  # float summation order only
