@@ -52,6 +52,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     elif origin is typing.Literal:
         if value in typing.get_args(hint):
             return value
+    elif origin is dict:
+        if isinstance(value, dict):
+            key_hint, value_hint = typing.get_args(hint) or (Any, Any)
+            return {
+                _coerce(k, key_hint, where): _coerce(v, value_hint, f"{where}.{k}") for k, v in value.items()
+            }
     elif origin in (tuple, list):
         if isinstance(value, (list, tuple)):
             args = typing.get_args(hint)
@@ -113,3 +119,12 @@ def build(table: dict[str, Callable], config: dict[str, Any], where: str):
         raise ConfigError(f"{where} ({arch}): {e}") from None
     model.arch_config = {"arch": arch, **resolved}
     return model
+
+
+def plain(value: Any) -> Any:
+    """Tuples to lists, so that the YAML stays plain (safe_dump refuses Python tuples)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cascade.atomic import atomic_path
-from cascade.config import ConfigError, load_yaml
+from cascade.config import ConfigError, load_yaml, plain
 from cascade.models import create_colorizer, create_sr_generator
 
 FORMAT = "cascade-pipeline/1"
@@ -150,19 +150,10 @@ def save_pipeline(
         name = f"{stage}.safetensors"
         with atomic_path(folder / name) as tmp:
             save_file(state, tmp, metadata={"format": FORMAT, "stage": stage})
-        cfg[stage] = {"model": _plain(arch_config), "weights": name}
+        cfg[stage] = {"model": plain(arch_config), "weights": name}
         if stage == "color":
             cfg[stage]["render_size"] = render_size
     text = yaml.safe_dump(cfg, sort_keys=False)
     with atomic_path(folder / CONFIG_NAME) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return folder
-
-
-def _plain(value: Any) -> Any:
-    """Tuples to lists, so that the YAML stays plain (safe_dump refuses Python tuples)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

@@ -212,3 +212,10 @@ def test_every_bundled_config_builds():
         cfg = load_yaml(path)
         create_sr_generator(cfg["sr"])
         create_colorizer(cfg["color"])
+
+
+def test_cli_dtype_choices_match_the_library():
+    from cascade.cli import DTYPE_NAMES
+    from cascade.devices import DTYPES
+
+    assert DTYPE_NAMES == list(DTYPES)
