@@ -1,0 +1,233 @@
+"""A training recipe as data: YAML -> frozen dataclasses, checked on load, overridable with ``key=value``.
+
+Every number of a recipe lives in ``configs/*.yaml``; a field left out takes the default below. The resolved
+config is written beside a run's outputs and inside its checkpoints, so a run can always be rebuilt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from cascade.config import ConfigError, check_options, load_yaml, plain
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What a training step sees.
+
+    Args:
+        crop: training crop in px (the HR patch for SR; the colorizer's input size for color).
+        batch_size: crops per step (per process under torchrun).
+        short_side: resize every image so that its short side is this many px when loading (color recipes
+            work on whole scenes at a fixed scale); null keeps images as they are (SR needs full detail).
+        val_fraction: share of the images held out for validation, chosen with ``seed``.
+        val_crop: validation images are center-cropped to this square size, so they batch.
+        val_max_images: at most this many validation images (validation must stay cheap).
+        flips: random horizontal flips.
+        rotations: random 90-degree rotations and vertical flips (SR; not for color, skies are up).
+        quantize_lr: round the bicubic LR to 8-bit levels, as an LR image on disk is (SR).
+        seed: for the split and for sampling crops.
+        workers: decoding threads while loading a folder.
+    """
+
+    crop: int = 128
+    batch_size: int = 16
+    short_side: int | None = None
+    val_fraction: float = 0.2
+    val_crop: int = 256
+    val_max_images: int = 64
+    flips: bool = True
+    rotations: bool = False
+    quantize_lr: bool = True
+    seed: int = 0
+    workers: int = 4
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam for the generator (and the discriminator) with a warm-up then cosine learning rate.
+
+    Args:
+        lr: peak generator learning rate.
+        betas: Adam's betas.
+        weight_decay: AdamW weight decay (0 is plain Adam).
+        d_lr: discriminator learning rate; null: same as ``lr``.
+        schedule: cosine (down to ``min_lr_ratio * lr`` at the last step) or constant.
+        warmup_steps: linear warm-up from 0.
+        min_lr_ratio: the cosine's floor as a fraction of ``lr``.
+        grad_clip: clip the generator's gradient norm to this; null: no clipping.
+    """
+
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.0
+    d_lr: float | None = None
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = None
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the generator's loss terms (0 turns a term off).
+
+    Args:
+        pixel: L1 between output and target (the color recipe's lambda is 100).
+        perceptual: VGG19 feature L1 (SR GAN recipe).
+        gan: adversarial term; needs a ``discriminator`` section.
+        perceptual_layers: VGG19 layer -> weight.
+        perceptual_weights: local ImageNet VGG19 weights file; null: torchvision's download (online only).
+    """
+
+    pixel: float = 1.0
+    perceptual: float = 0.0
+    gan: float = 0.0
+    perceptual_layers: dict[str, float] = field(default_factory=lambda: {"conv5_4": 1.0})
+    perceptual_weights: str | None = None
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """How long to train and how often to log, validate and save.
+
+    Args:
+        steps: optimizer steps in all (the schedule spans them).
+        pretrain_steps: generator-only steps (pixel and perceptual terms) before the GAN term and the
+            discriminator join (the color recipe's L1 pre-training).
+        ema: decay of the exponential moving average of the generator's weights, reached after a warm-up
+            (timm's ModelEmaV3, power 3/4: 0.999 at about 10k steps); null: no EMA. The EMA weights are what
+            gets validated and exported.
+        precision: fp32, or bf16/fp16 autocast (fp16 on CUDA only).
+        channels_last: NHWC memory layout (faster convolutions on recent GPUs).
+        compile: ``torch.compile`` the generator and discriminator.
+        device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N.
+        log_every: steps between loss-log rows.
+        val_every: steps between validations (and sample grids).
+        ckpt_every: steps between checkpoints.
+        sample_images: validation images shown in each sample grid.
+        seed: seeds weight initialisation and dropout (``data.seed`` seeds the split and the crops).
+    """
+
+    steps: int = 1000
+    pretrain_steps: int = 0
+    ema: float | None = 0.999
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    device: str = "auto"
+    log_every: int = 50
+    val_every: int = 500
+    ckpt_every: int = 500
+    sample_images: int = 4
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One stage's recipe: its generator (and discriminator) as model config dicts, and the sections above."""
+
+    stage: Literal["sr", "color"]
+    model: dict[str, Any]
+    discriminator: dict[str, Any] | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain(dataclasses.asdict(self))
+
+
+_SECTIONS = {"data": DataConfig, "optim": OptimConfig, "loss": LossConfig, "train": LoopConfig}
+
+
+def parse_config(raw: dict[str, Any], where: str) -> TrainConfig:
+    """Check a raw config dict and build the TrainConfig; unknown keys and wrong types are ConfigErrors."""
+    unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"{where}: unknown section {', '.join(unknown)}")
+    for key in ("stage", "model"):
+        if key not in raw:
+            raise ConfigError(f"{where}: missing {key!r}")
+    if raw["stage"] not in ("sr", "color"):
+        raise ConfigError(f"{where}: stage must be 'sr' or 'color', not {raw['stage']!r}")
+    for key in ("model", "discriminator"):
+        if raw.get(key) is not None and not isinstance(raw[key], dict):
+            raise ConfigError(f"{where}: {key} must be a mapping with an 'arch' key")
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        section = raw.get(name) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"{where}: {name} must be a mapping")
+        sections[name] = cls(**check_options(cls, section, f"{where}: {name}"))
+    cfg = TrainConfig(raw["stage"], dict(raw["model"]), raw.get("discriminator"), **sections)
+    _check_consistency(cfg, where)
+    return cfg
+
+
+def _check_consistency(cfg: TrainConfig, where: str) -> None:
+    """What each field allows alone can still be contradictory together: say so before any work starts."""
+    d, t, loss = cfg.data, cfg.train, cfg.loss
+    if loss.gan > 0 and cfg.discriminator is None:
+        raise ConfigError(f"{where}: loss.gan is {loss.gan} but there is no discriminator section")
+    if t.pretrain_steps > t.steps:
+        raise ConfigError(f"{where}: train.pretrain_steps ({t.pretrain_steps}) > train.steps ({t.steps})")
+    for name in ("steps", "log_every", "val_every", "ckpt_every"):
+        if getattr(t, name) < 1:
+            raise ConfigError(f"{where}: train.{name} must be at least 1")
+    if not 0 <= d.val_fraction < 1:
+        raise ConfigError(f"{where}: data.val_fraction must be in [0, 1)")
+    if d.crop < 8 or d.batch_size < 1:
+        raise ConfigError(f"{where}: data.crop must be at least 8 and data.batch_size at least 1")
+    if d.short_side is not None and d.short_side < d.crop:
+        raise ConfigError(f"{where}: data.short_side ({d.short_side}) is smaller than data.crop ({d.crop})")
+    if cfg.stage == "color" and loss.perceptual > 0:
+        raise ConfigError(f"{where}: the perceptual loss is for the SR stage")
+    disc = cfg.discriminator or {}
+    if disc.get("arch") == "vgg_style" and disc.get("input_size", 128) != d.crop:
+        raise ConfigError(
+            f"{where}: the vgg_style discriminator judges {disc.get('input_size', 128)} px patches "
+            f"but data.crop is {d.crop}; make them equal"
+        )
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+    """Read a recipe YAML and apply ``section.key=value`` overrides (values parsed as YAML)."""
+    raw = load_yaml(path)
+    for item in overrides:
+        apply_override(raw, item)
+    return parse_config(raw, str(path))
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """``train.steps=200`` sets raw["train"]["steps"] = 200, in place."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {item!r}: expected section.key=value, e.g. train.steps=200")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
+    *parents, last = key.split(".")
+    node = raw
+    for part in parents:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {part} is not a section")
+        node = child
+    node[last] = value
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    from cascade.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,53 @@
+"""Joining finished runs into one pipeline folder, the format ``cascade run --weights`` reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from cascade.config import ConfigError, load_yaml
+from cascade.weights import CONFIG_NAME, load_pipeline, save_pipeline
+
+_FOLDERS = {False: "pipeline", True: "best"}
+
+
+def stage_folder(path: Path, best: bool) -> Path:
+    """A run folder's exported pipeline (last or best), or ``path`` itself when it is a pipeline folder."""
+    inner = path / _FOLDERS[best]
+    if (inner / CONFIG_NAME).is_file():
+        return inner
+    if (path / CONFIG_NAME).is_file() and not best:
+        return path
+    raise ConfigError(f"{path}: no {'best ' if best else ''}exported pipeline here (has the run finished?)")
+
+
+def join_runs(
+    out: Path,
+    sr_run: Path | None,
+    color_run: Path | None,
+    *,
+    best: bool = False,
+    dtype: str = "fp32",
+    description: str = "",
+) -> Path:
+    """Write a pipeline folder with the SR stage of ``sr_run`` and the color stage of ``color_run``."""
+    sr = color = None
+    render_size = 256
+    notes = []
+    if sr_run is not None:
+        folder = stage_folder(sr_run, best)
+        sr = load_pipeline(folder, only="sr").sr
+        notes.append(_describe(folder))
+    if color_run is not None:
+        folder = stage_folder(color_run, best)
+        loaded = load_pipeline(folder, only="color")
+        color, render_size = loaded.color, loaded.render_size
+        notes.append(_describe(folder))
+    text = description or " + ".join(n for n in notes if n)
+    weights_dtype = torch.float16 if dtype == "fp16" else torch.float32
+    return save_pipeline(out, sr, color, render_size=render_size, description=text, dtype=weights_dtype)
+
+
+def _describe(folder: Path) -> str:
+    return str(load_yaml(folder / CONFIG_NAME).get("description", ""))

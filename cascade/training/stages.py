@@ -1,0 +1,133 @@
+"""What differs between training the two stages: how a batch is made, the generator's loss terms, what the
+discriminator judges, and how validation scores the result. The loop in ``loop.py`` is the same for both."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cascade.training.config import TrainConfig
+from color.lab import denormalize_lab, lab_to_rgb, normalize_lab, rgb_to_lab
+from color.metrics import colorfulness
+
+
+def _batched(fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+class SRStage:
+    """Luminance HR crops -> (MATLAB-bicubic LR, HR); L1 (+ VGG perceptual) loss; PSNR/SSIM on Y.
+
+    Args:
+        cfg: the recipe.
+        scale: the generator's upscaling factor.
+    """
+
+    best_metric = "psnr_y"
+    val_metrics = ["psnr_y", "ssim_y"]
+
+    def __init__(self, cfg: TrainConfig, scale: int):
+        self.cfg = cfg
+        self.scale = scale
+        self.perceptual = None
+        self.loss_terms = ["pixel"]
+        if cfg.loss.perceptual > 0:
+            from sr.losses import PerceptualLoss
+
+            self.perceptual = PerceptualLoss(cfg.loss.perceptual_layers, cfg.loss.perceptual_weights)
+            self.loss_terms.append("perceptual")
+
+    def to(self, device: torch.device) -> SRStage:
+        if self.perceptual is not None:
+            self.perceptual.to(device)
+        return self
+
+    def make_batch(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1, P, P) uint8 -> LR (B, 1, P/s, P/s) and HR (B, 1, P, P), floats in [0, 1]."""
+        from sr.degrade import matlab_downscale
+
+        hr = crops.float() / 255
+        return matlab_downscale(hr, self.scale, self.cfg.data.quantize_lr), hr
+
+    def losses(self, out: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = {"pixel": self.cfg.loss.pixel * F.l1_loss(out, target)}
+        if self.perceptual is not None:
+            terms["perceptual"] = self.cfg.loss.perceptual * self.perceptual(out.float(), target)
+        return terms
+
+    def judged(self, inp: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
+        return img  # the discriminator tells real HR from generated HR
+
+    @torch.no_grad()
+    def validate(
+        self, model: nn.Module, crops: torch.Tensor, batch_size: int, n_show: int
+    ) -> tuple[dict[str, float], torch.Tensor]:
+        """PSNR/SSIM on Y (BT.601, 16-235) with ``scale`` border pixels cropped, as ``cascade eval sr``
+        reports them; and the (N*3, 1, P, P) rows of a sample grid: bicubic-size input | output | target."""
+        from basicsr.metrics.psnr_ssim import calculate_psnr_pt, calculate_ssim_pt
+
+        lr, hr = self.make_batch(crops)
+        out = _batched(lambda x: model(x).float().clamp(0, 1), lr, batch_size)
+        out = (out * 255).round() / 255  # scored as the saved 8-bit image
+        rgb = (out.expand(-1, 3, -1, -1), hr.expand(-1, 3, -1, -1))
+        metrics = {
+            "psnr_y": calculate_psnr_pt(*rgb, crop_border=self.scale, test_y_channel=True).mean().item(),
+            "ssim_y": calculate_ssim_pt(*rgb, crop_border=self.scale, test_y_channel=True).mean().item(),
+        }
+        shown = F.interpolate(lr[:n_show], scale_factor=self.scale, mode="nearest")
+        grid = torch.stack([shown, out[:n_show], hr[:n_show]], 1).flatten(0, 1)
+        return metrics, grid
+
+
+class ColorStage:
+    """RGB crops -> (L, ab) in the network ranges; lambda * L1 on ab; PSNR on RGB and colorfulness.
+
+    Args:
+        cfg: the recipe.
+    """
+
+    best_metric = "psnr"
+    val_metrics = ["psnr", "colorfulness", "colorfulness_gt", "delta_colorfulness"]
+    loss_terms = ["pixel"]
+    scale = 1
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+
+    def to(self, device: torch.device) -> ColorStage:
+        return self
+
+    def make_batch(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, P, P) uint8 RGB -> L (B, 1, P, P) in [-1, 1] and ab (B, 2, P, P) in about [-1, 1]."""
+        lab = rgb_to_lab(crops.float() / 255)
+        return normalize_lab(lab, channel_axis=1)
+
+    def losses(self, out: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"pixel": self.cfg.loss.pixel * F.l1_loss(out, target)}
+
+    def judged(self, inp: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
+        return torch.cat([inp, img.to(inp.dtype)], 1)  # the PatchGAN sees the whole Lab image
+
+    @torch.no_grad()
+    def validate(
+        self, model: nn.Module, crops: torch.Tensor, batch_size: int, n_show: int
+    ) -> tuple[dict[str, float], torch.Tensor]:
+        """PSNR on RGB, colorfulness of outputs and of ground truth; grid rows: gray | output | target."""
+        from basicsr.metrics.psnr_ssim import calculate_psnr_pt
+
+        L, _ = self.make_batch(crops)
+        ab = _batched(lambda x: model(x).float(), L, batch_size)
+        out = lab_to_rgb(denormalize_lab(L, ab, channel_axis=1))
+        out = (out * 255).round() / 255
+        target = crops.float() / 255
+        cf_out, cf_target = colorfulness(out), colorfulness(target)
+        metrics = {
+            "psnr": calculate_psnr_pt(out, target, crop_border=0).mean().item(),
+            "colorfulness": cf_out.mean().item(),
+            "colorfulness_gt": cf_target.mean().item(),
+            "delta_colorfulness": (cf_out - cf_target).abs().mean().item(),
+        }
+        gray = lab_to_rgb(denormalize_lab(L, torch.zeros_like(ab), channel_axis=1))
+        grid = torch.stack([gray[:n_show], out[:n_show], target[:n_show]], 1).flatten(0, 1)
+        return metrics, grid

@@ -1,0 +1,118 @@
+"""The perceptual loss of the SRGAN/ESRGAN recipe: L1 between VGG19 features of the output and the target.
+
+basicsr has one (``basicsr.losses.PerceptualLoss``), but its feature extractor downloads torchvision's weights
+in its constructor when a hard-coded relative path is missing; here the weights come from a file the config
+names, or from torchvision's download for users who are online, and a missing file is a clear error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# ImageNet statistics the VGG weights were trained with.
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
+
+
+class MissingWeights(RuntimeError):
+    """The perceptual loss's ImageNet weights are neither in the given file nor downloadable."""
+
+
+def vgg19_layer_names() -> list[str]:
+    """Names of ``torchvision.models.vgg19().features`` in order, as basicsr names them (conv5_4, relu5_4...)."""
+    names, block, conv = [], 1, 0
+    for layer in _vgg19_features():
+        if isinstance(layer, nn.Conv2d):
+            conv += 1
+            names.append(f"conv{block}_{conv}")
+        elif isinstance(layer, nn.ReLU):
+            names.append(f"relu{block}_{conv}")
+        else:
+            names.append(f"pool{block}")
+            block, conv = block + 1, 0
+    return names
+
+
+def _vgg19_features() -> nn.Sequential:
+    from torchvision.models import vgg19
+
+    return vgg19(weights=None).features
+
+
+def load_vgg19_features(weights: str | Path | None) -> nn.Sequential:
+    """VGG19's convolutional part with ImageNet weights from ``weights`` (a torchvision ``vgg19-*.pth`` or a
+    .safetensors of its ``features.*`` tensors), or from torchvision's download when ``weights`` is None."""
+    if weights is None:
+        from torchvision.models import VGG19_Weights, vgg19
+
+        try:
+            return vgg19(weights=VGG19_Weights.IMAGENET1K_V1).features
+        except Exception as e:  # URLError, OSError, ... : offline or blocked
+            raise MissingWeights(
+                "the perceptual loss needs ImageNet VGG19 weights and torchvision could not download them "
+                f"({type(e).__name__}: {e}); set loss.perceptual_weights to a local vgg19-dcbb9e9d.pth"
+            ) from None
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise MissingWeights(f"{path}: VGG19 weights file not found (loss.perceptual_weights)")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
+    features = _vgg19_features()
+    try:
+        features.load_state_dict(state)
+    except RuntimeError as e:
+        raise MissingWeights(f"{path}: not VGG19 weights ({str(e).splitlines()[0]})") from None
+    return features
+
+
+class PerceptualLoss(nn.Module):
+    """Weighted L1 distance between VGG19 features (before activation, as ESRGAN) of output and target.
+
+    Args:
+        layers: layer name -> weight, e.g. ``{"conv5_4": 1.0}``; names as ``vgg19_layer_names()``.
+        weights: ImageNet VGG19 weights file, or None to download them through torchvision.
+    """
+
+    def __init__(self, layers: dict[str, float], weights: str | Path | None = None):
+        super().__init__()
+        names = vgg19_layer_names()
+        unknown = sorted(set(layers) - set(names))
+        if unknown:
+            raise ValueError(f"unknown VGG19 layer {', '.join(unknown)}; valid: {', '.join(names)}")
+        last = max(names.index(n) for n in layers)
+        features = load_vgg19_features(weights)[: last + 1]
+        for m in features:
+            if isinstance(m, nn.ReLU):
+                m.inplace = False  # an in-place ReLU would overwrite the pre-activation features we read
+        self.features = features.eval().requires_grad_(False)
+        self.names = names[: last + 1]
+        self.layers = dict(layers)
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True) -> PerceptualLoss:
+        return super().train(False)  # a fixed feature extractor: never in training mode
+
+    def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = (x.expand(-1, 3, -1, -1) - self.mean) / self.std  # gray (B, 1, H, W) seen as RGB
+        out = {}
+        for name, layer in zip(self.names, self.features):
+            x = layer(x)
+            if name in self.layers:
+                out[name] = x
+        return out
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        got = self._features(output)
+        with torch.no_grad():
+            want = self._features(target)
+        return sum(w * F.l1_loss(got[n], want[n]) for n, w in self.layers.items())

@@ -1,0 +1,262 @@
+"""Training end to end through the real `cascade` command: both stages, GAN phases, checkpoint/resume after a
+kill, export into a pipeline that `cascade run` takes, torchrun with two CPU processes, and usage errors."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from tests.test_training import color_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+TINY_SR = ["model.num_feat=8", "model.num_block=1", "data.batch_size=2", "data.val_crop=48"]
+TINY_COLOR_GEN = ["model.encoder=test_resnet", "model.decoder_channels=[32, 16, 16, 8, 8]"]
+TINY_COLOR = [*TINY_COLOR_GEN, "discriminator.num_filters=8", "data.crop=64", "data.short_side=64"]
+TINY_COLOR += ["data.val_crop=64", "data.batch_size=2", "data.val_fraction=0.25"]
+STEPS = ["train.log_every=2", "train.val_every=3", "train.ckpt_every=2", "train.device=cpu"]
+
+
+def cascade(*args, check=True, **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "cascade", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+        **kw,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return color_folder(tmp_path_factory.mktemp("train") / "photos", size=(160, 136))
+
+
+@pytest.fixture(scope="module")
+def sr_run(photos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "sr_psnr"
+    cascade(
+        "train", "sr", "--config", "configs/sr_msrresnet_x4_psnr.yaml", "--data", photos, "--out", out,
+        *TINY_SR, "data.crop=32", "data.val_fraction=0.34", "train.steps=6", *STEPS,
+    )  # fmt: skip
+    return out
+
+
+def test_sr_training_leaves_everything_to_look_at(sr_run):
+    for name in ("config.yaml", "checkpoint.pt", "loss.csv", "val.csv", "loss.png", "pipeline/pipeline.yaml"):
+        assert (sr_run / name).is_file(), name
+    losses = rows(sr_run / "loss.csv")
+    assert [int(r["step"]) for r in losses] == [2, 4, 6]
+    assert all(float(r["pixel"]) > 0 and float(r["img_per_s"]) > 0 for r in losses)
+    val = rows(sr_run / "val.csv")
+    assert [int(r["step"]) for r in val] == [0, 3, 6]
+    assert all(10 < float(r["psnr_y"]) < 60 and 0 < float(r["ssim_y"]) <= 1 for r in val)
+    grid = Image.open(sorted((sr_run / "samples").glob("*.png"))[-1])
+    assert grid.width > 3 * 48  # input | output | target
+    state = torch.load(sr_run / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 6 and state["ema"] is not None and state["opt_g"]["state"]
+
+
+def test_trained_sr_weights_run_through_cascade_run(sr_run, tmp_path):
+    out = tmp_path / "out"
+    cascade("run", "examples", out, "--weights", sr_run / "pipeline", "-q")
+    for src in (ROOT / "examples").glob("*.png"):
+        w, h = Image.open(src).size
+        assert Image.open(out / src.name).size == (4 * w, 4 * h)
+
+
+def test_gan_phase_starts_from_the_psnr_run_with_local_vgg_weights(sr_run, photos, tmp_path):
+    from safetensors.torch import save_file
+    from torchvision.models import vgg19
+
+    vgg = tmp_path / "vgg19.safetensors"
+    save_file({f"features.{k}": v for k, v in vgg19().features.state_dict().items()}, vgg)
+    out = tmp_path / "sr_gan"
+    cascade(
+        "train", "sr", "--config", "configs/sr_srgan_x4.yaml", "--data", photos, "--out", out, "--init", sr_run,
+        *TINY_SR, "discriminator.num_feat=8", "data.crop=128", "data.val_fraction=0.34",
+        f"loss.perceptual_weights={vgg}", "train.steps=2", *STEPS,
+    )  # fmt: skip
+    first = rows(out / "loss.csv")[0]
+    assert all(float(first[k]) > 0 for k in ("pixel", "perceptual", "gan", "d_real", "d_fake"))
+    # Validation at step 0 scores the weights the GAN phase starts from: the PSNR run's final ones.
+    assert rows(out / "val.csv")[0]["psnr_y"] == rows(sr_run / "val.csv")[-1]["psnr_y"]
+
+
+def test_missing_vgg_weights_is_a_usage_error(photos, tmp_path):
+    proc = cascade(
+        "train", "sr", "--config", "configs/sr_srgan_x4.yaml", "--data", photos, "--out", tmp_path / "g",
+        *TINY_SR, "loss.perceptual_weights=/nonexistent/vgg19.pth", check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "/nonexistent/vgg19.pth: VGG19 weights file not found" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def color_run(photos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "color"
+    cascade(
+        "train", "color", "--config", "configs/color_resnet18_unet.yaml", "--data", photos, "--out", out,
+        *TINY_COLOR, "train.steps=6", "train.pretrain_steps=2", *STEPS,
+    )  # fmt: skip
+    return out
+
+
+def test_color_training_pretrains_then_adds_the_gan(color_run):
+    losses = rows(color_run / "loss.csv")
+    assert losses[0]["gan"] == "" and float(losses[-1]["gan"]) > 0  # L1 alone first, the PatchGAN after
+    val = rows(color_run / "val.csv")
+    assert all(0 < float(r["colorfulness_gt"]) for r in val) and len(val) == 3
+    assert (color_run / "best" / "pipeline.yaml").is_file()
+
+
+def test_export_joins_both_runs_into_a_pipeline_for_cascade_run(sr_run, color_run, tmp_path):
+    joined = tmp_path / "my pipeline"
+    cascade("export", "--sr", sr_run, "--color", color_run, "--out", joined, "--dtype", "fp16")
+    assert load_file(joined / "sr.safetensors")["conv_first.weight"].dtype == torch.float16
+    out = tmp_path / "out"
+    cascade("run", "examples", out, "--weights", joined, "-q")
+    img = Image.open(out / "camera.png")
+    assert img.mode == "RGB" and img.size == (512, 512)
+    proc = cascade("export", "--sr", tmp_path, "--out", tmp_path / "x", check=False)
+    assert proc.returncode == 2 and "no exported pipeline here" in proc.stderr
+
+
+def _color_args(photos, out, steps):
+    return [
+        "train", "color", "--config", "configs/color_pix2pix_unet.yaml", "--data", photos, "--out", out,
+        "model.n_down=6", "model.num_filters=8", *TINY_COLOR[2:], f"train.steps={steps}", "train.pretrain_steps=2",
+        "train.ema=0.9", *STEPS,
+    ]  # fmt: skip
+
+
+def test_a_killed_run_resumes_exactly(photos, tmp_path):
+    straight = tmp_path / "straight"
+    cascade(*_color_args(photos, straight, 10))
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cascade", *map(str, _color_args(photos, killed, 10))],
+        env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoint.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step = torch.load(killed / "checkpoint.pt", weights_only=True)["step"]
+    assert step < 10, "the run finished before it could be killed"
+    assert not list(killed.glob(".*.tmp"))  # no half-written checkpoint left behind
+    mismatched = cascade(*_color_args(photos, killed, 10)[:8], "--resume", check=False)
+    assert mismatched.returncode == 2 and "resume without --config" in mismatched.stderr
+    cascade("train", "color", "--data", photos, "--out", killed, "--resume")  # the run's own config.yaml
+    a, b = (
+        load_file(straight / "pipeline/color.safetensors"),
+        load_file(killed / "pipeline/color.safetensors"),
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["step"] for r in rows(killed / "loss.csv")] == [r["step"] for r in rows(straight / "loss.csv")]
+
+
+def test_max_minutes_stops_with_a_checkpoint_and_an_export(photos, tmp_path):
+    out = tmp_path / "short"
+    cascade(*_color_args(photos, out, 1000), "--max-minutes", "0.0001")
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert 1 <= state["step"] < 1000
+    assert "of 1000 steps" in (out / "pipeline" / "pipeline.yaml").read_text()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_cpu_processes_stay_in_sync(photos, tmp_path):
+    out = tmp_path / "ddp"
+    args = [
+        "train", "sr", "--config", "configs/sr_srgan_x4.yaml", "--data", photos, "--out", out, "-q",
+        *TINY_SR, "discriminator={arch: unet_sn, num_feat: 8}", "data.crop=32", "data.val_fraction=0.34",
+        "loss.perceptual=0", "train.steps=4", *STEPS,
+    ]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+         "-m", "cascade", *map(str, args)],
+        capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    # Each checkpoint compares the processes' weights and fails the run if they differ.
+    assert state["world_size"] == 2 and len(state["rng"]) == 2
+    assert not torch.equal(state["rng"][0]["data"], state["rng"][1]["data"])  # each samples its own crops
+    speeds = [float(r["img_per_s"]) for r in rows(out / "loss.csv")]
+    assert speeds and all(s > 0 for s in speeds)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "sr", "--config", "configs/color_resnet18_unet.yaml"], "is a color recipe"),
+        (
+            ["train", "sr", "--config", "configs/sr_msrresnet_x4_psnr.yaml", "train.stepz=3"],
+            "unknown option stepz",
+        ),
+        (
+            ["train", "sr", "--config", "configs/sr_msrresnet_x4_psnr.yaml", "--resume"],
+            "no checkpoint to resume",
+        ),
+        (["train", "sr"], "--config is required"),
+        (["train", "sr", "--config", "nope.yaml"], "no such config file"),
+    ],
+)
+def test_usage_errors_are_one_line(args, message, tmp_path):
+    proc = cascade(*args, "--data", tmp_path, "--out", tmp_path / "run", check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_finished_run_is_not_overwritten(sr_run, photos):
+    proc = cascade(
+        "train",
+        "sr",
+        "--config",
+        "configs/sr_msrresnet_x4_psnr.yaml",
+        "--data",
+        photos,
+        "--out",
+        sr_run,
+        check=False,
+    )
+    assert proc.returncode == 2 and "holds a run already" in proc.stderr
+
+
+def test_pack_then_train_from_the_pack(photos, tmp_path):
+    pack = tmp_path / "color.pack"
+    proc = cascade("pack", "--stage", "color", "--data", photos, "--out", pack, "--short-side", "64")
+    assert "packed 4 images" in proc.stdout and "broken.jpg" in proc.stderr
+    out = tmp_path / "from_pack"
+    cascade(
+        "train", "color", "--config", "configs/color_resnet18_unet.yaml", "--data", pack, "--out", out,
+        *TINY_COLOR, "train.steps=2", "train.pretrain_steps=2", *STEPS,
+    )  # fmt: skip
+    assert (out / "pipeline" / "color.safetensors").is_file()

@@ -1,0 +1,228 @@
+"""Training parts on their own: degradation, perceptual loss, recipes, data loading and packs, schedule."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+from skimage import data as skdata
+
+from cascade.config import ConfigError
+from cascade.training.config import LoopConfig, OptimConfig, load_config, parse_config
+from cascade.training.data import CropSampler, center_crops, load_images, split, write_pack
+from cascade.training.loop import lr_at
+from sr.degrade import matlab_downscale
+from sr.losses import MissingWeights, PerceptualLoss
+
+RECIPES = [
+    "configs/sr_msrresnet_x4_psnr.yaml",
+    "configs/sr_srgan_x4.yaml",
+    "configs/color_resnet18_unet.yaml",
+    "configs/color_pix2pix_unet.yaml",
+]
+
+
+def color_folder(folder, size=(72, 56), gray_too=True):
+    """A few small real color photos (scikit-image's bundled ones), one gray photo and one broken file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        Image.fromarray(getattr(skdata, name)()).resize(size).save(folder / f"{name}.png")
+    if gray_too:
+        Image.fromarray(skdata.camera()).resize(size).save(folder / "camera.png")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    return folder
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_batched_downscale_matches_basicsr_imresize(scale):
+    from basicsr.utils.matlab_functions import imresize
+
+    x = torch.rand(2, 1, 12 * scale, 10 * scale, generator=torch.Generator().manual_seed(scale))
+    ours = matlab_downscale(x, scale, quantize=False)
+    ref = torch.stack([imresize(img, 1 / scale) for img in x]).clamp(0, 1)
+    assert ours.shape == ref.shape
+    assert (ours - ref).abs().max() < 1e-5
+
+
+def test_downscale_quantizes_to_8_bit_levels():
+    lr = matlab_downscale(torch.rand(1, 1, 16, 16), 4, quantize=True)
+    assert torch.allclose(lr * 255, (lr * 255).round(), atol=1e-4)
+    with pytest.raises(ValueError, match="multiple of the scale"):
+        matlab_downscale(torch.rand(1, 1, 10, 16), 4)
+
+
+@pytest.fixture(scope="session")
+def vgg_file(tmp_path_factory):
+    """VGG19 features weights in torchvision's layout; random, since the loss's plumbing is what is tested."""
+    from torchvision.models import vgg19
+
+    torch.manual_seed(0)
+    state = {f"features.{k}": v for k, v in vgg19().features.state_dict().items()}
+    path = tmp_path_factory.mktemp("vgg") / "vgg19.safetensors"
+    save_file(state, path)
+    return path
+
+
+def test_perceptual_loss_loads_local_weights(vgg_file):
+    loss = PerceptualLoss({"conv5_4": 1.0, "conv3_4": 0.5}, vgg_file)
+    a = torch.rand(2, 1, 32, 32, requires_grad=True)
+    assert loss(a, a.detach()).item() == 0
+    value = loss(a, torch.rand(2, 1, 32, 32))
+    value.backward()
+    assert value.item() > 0 and a.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in loss.parameters())
+    loss.train()
+    assert not loss.features.training
+
+
+def test_perceptual_loss_errors_are_clear(tmp_path):
+    with pytest.raises(MissingWeights, match="not found"):
+        PerceptualLoss({"conv5_4": 1.0}, tmp_path / "missing.pth")
+    other = tmp_path / "other.safetensors"
+    save_file({"weight": torch.zeros(3)}, other)
+    with pytest.raises(MissingWeights, match="not VGG19 weights"):
+        PerceptualLoss({"conv5_4": 1.0}, other)
+    with pytest.raises(ValueError, match="unknown VGG19 layer conv9_9"):
+        PerceptualLoss({"conv9_9": 1.0}, other)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipes_load_and_build(recipe):
+    from cascade.training.loop import build_models
+
+    cfg = load_config(recipe)
+    generator, disc = build_models(cfg, for_resume=False)
+    assert generator.arch_config["arch"] == cfg.model["arch"]
+    assert (disc is None) == (cfg.discriminator is None)
+
+
+def test_recipe_numbers_follow_the_issue():
+    psnr, gan = load_config(RECIPES[0]), load_config(RECIPES[1])
+    assert (psnr.optim.lr, psnr.optim.betas, psnr.loss.pixel, psnr.data.crop) == (2e-4, (0.9, 0.99), 1.0, 128)
+    assert (gan.loss.pixel, gan.loss.perceptual, gan.loss.gan, gan.optim.lr) == (1e-2, 1.0, 5e-3, 1e-4)
+    color = load_config(RECIPES[2])
+    assert (color.loss.pixel, color.optim.betas, color.data.crop, color.data.val_fraction) == (
+        100.0,
+        (0.5, 0.999),
+        256,
+        0.2,
+    )
+    assert 0 < color.train.pretrain_steps < color.train.steps
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"stage": "sr", "model": {"arch": "msrresnet"}, "dta": {}}, "unknown section dta"),
+        ({"stage": "sr", "model": {"arch": "msrresnet"}, "data": {"crop": "big"}}, "data.crop: 'big' is not"),
+        ({"stage": "sr", "model": {"arch": "msrresnet"}, "data": {"cropp": 3}}, "unknown option cropp"),
+        ({"stage": "sr", "model": {"arch": "msrresnet"}, "loss": {"gan": 0.1}}, "no discriminator section"),
+        ({"stage": "paint", "model": {"arch": "msrresnet"}}, "stage must be"),
+        ({"stage": "sr"}, "missing 'model'"),
+        (
+            {"stage": "sr", "model": {}, "discriminator": {"arch": "vgg_style", "input_size": 128}},
+            "judges 128 px patches but data.crop is 96",
+        ),
+        ({"stage": "sr", "model": {}, "train": {"steps": 5, "pretrain_steps": 9}}, "pretrain_steps"),
+    ],
+)
+def test_bad_recipes_name_the_problem(raw, message):
+    if "discriminator" in raw:
+        raw["data"] = {"crop": 96}
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw, "recipe.yaml")
+
+
+def test_overrides_are_parsed_as_yaml():
+    cfg = load_config(RECIPES[0], ["train.steps=7", "optim.betas=[0.8, 0.9]", "data.short_side=null"])
+    assert cfg.train.steps == 7 and cfg.optim.betas == (0.8, 0.9) and cfg.data.short_side is None
+    with pytest.raises(ConfigError, match="expected section.key=value"):
+        load_config(RECIPES[0], ["train.steps"])
+
+
+def test_lr_schedule_warms_up_then_follows_the_cosine():
+    optim = OptimConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_at(0, 110, optim, 1.0) == pytest.approx(0.1)
+    assert lr_at(9, 110, optim, 1.0) == pytest.approx(1.0)
+    assert lr_at(60, 110, optim, 1.0) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 2)))
+    assert lr_at(110, 110, optim, 1.0) == pytest.approx(0.1)
+    assert lr_at(50, 110, OptimConfig(lr=1.0, schedule="constant"), 1.0) == 1.0
+    assert LoopConfig().ema == 0.999
+
+
+def test_folders_load_with_bad_and_gray_files_skipped(tmp_path):
+    folder = color_folder(tmp_path / "photos")
+    with pytest.warns(UserWarning, match=r"skipped 2 file\(s\).*broken.jpg: not a readable image"):
+        color = load_images([folder], "color", short_side=64)
+    assert len(color.images) == 4 and "camera" not in " ".join(color.names)  # the gray photo is no use
+    assert all(
+        img.dtype == torch.uint8 and img.shape[0] == 3 and min(img.shape[1:]) == 64 for img in color.images
+    )
+    with pytest.warns(UserWarning, match="skipped 1 file"):
+        gray = load_images([folder], "sr", short_side=None)
+    assert len(gray.images) == 5 and all(img.shape == (1, 56, 72) for img in gray.images)
+    with pytest.raises(ConfigError, match="no such folder"):
+        load_images([tmp_path / "nowhere"], "sr", None)
+
+
+def test_pack_round_trip_is_lossless_and_checked(tmp_path):
+    folder = color_folder(tmp_path / "photos", size=(120, 90), gray_too=False)
+    pack = tmp_path / "train.pack"
+    with pytest.warns(UserWarning):
+        summary = write_pack([folder], pack, "sr", short_side=None)
+        direct = load_images([folder], "sr", None)
+    assert summary["images"] == 4 and pack.stat().st_size == summary["bytes"]
+    packed = load_images([pack], "sr", None)
+    assert packed.names == direct.names
+    assert all(torch.equal(a, b) for a, b in zip(packed.images, direct.images))
+    with pytest.raises(ConfigError, match="packed as L images, this stage trains on RGB"):
+        load_images([pack], "color", None)
+    with pytest.warns(UserWarning):
+        write_pack([folder], tmp_path / "small.pack", "color", short_side=64, codec="jpeg")
+    smaller = load_images([tmp_path / "small.pack"], "color", short_side=64)
+    assert all(min(img.shape[1:]) == 64 for img in smaller.images)
+    with pytest.raises(ConfigError, match="packed at short side 64 px"):
+        load_images([tmp_path / "small.pack"], "color", short_side=128)
+    (tmp_path / "junk.pack").write_bytes(b"junk")
+    with pytest.raises(ConfigError, match="not a cascade training pack"):
+        load_images([tmp_path / "junk.pack"], "sr", None)
+
+
+def test_split_is_fixed_and_disjoint():
+    train, val = split(50, 0.2, seed=3)
+    assert (train, val) == split(50, 0.2, seed=3)
+    assert len(val) == 10 and not set(train) & set(val) and sorted(train + val) == list(range(50))
+    assert split(50, 0.2, seed=4) != (train, val)
+    assert split(2, 0.01, 0)[1] and split(5, 0.0, 0)[1] == []
+
+
+def test_crops_are_random_but_reproducible_and_augmentations_permute_pixels():
+    images = [torch.arange(40 * 30, dtype=torch.int32).view(1, 40, 30).to(torch.uint8) for _ in range(3)]
+    a, b = CropSampler(images, 16, seed=5), CropSampler(images, 16, seed=5)
+    crops = a.sample(8)
+    assert crops.shape == (8, 1, 16, 16) and torch.equal(crops, b.sample(8))
+    assert not torch.equal(crops, a.sample(8))
+    augmented = a.augment(crops, flips=True, rotations=True)
+    for before, after in zip(crops, augmented):
+        assert torch.equal(before.flatten().sort().values, after.flatten().sort().values)
+    assert not torch.equal(augmented, crops)
+    assert center_crops(images, 20, limit=2).shape == (2, 1, 20, 20)
+    with pytest.raises(ConfigError, match="val_crop"):
+        center_crops(images, 64, limit=2)
+
+
+def test_prepare_handles_16_bit_and_exif(tmp_path):
+    from cascade.training.data import prepare
+
+    arr16 = (np.linspace(0, 65535, 32 * 24).reshape(24, 32)).astype(np.uint16)
+    out = prepare(Image.fromarray(arr16), "L", None)
+    assert out.shape == (24, 32, 1) and out.max() == 255
+    img = Image.fromarray(skdata.astronaut()).resize((40, 20))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotated: stored landscape, shown portrait
+    img.save(tmp_path / "r.jpg", exif=exif)
+    assert prepare(Image.open(tmp_path / "r.jpg"), "RGB", None).shape == (40, 20, 3)
