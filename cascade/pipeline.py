@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +38,7 @@ class Pipeline:
             ab (B, 2, H, W) in [-1, 1]; None for gray output.
         device: ``auto`` (cuda, then mps, then cpu) or a torch device string.
         dtype: ``fp32``, ``bf16`` or ``fp16`` (GPU only) for the networks.
-        tile: SR input tile size in pixels (None: whole images); bounds memory on large inputs.
+        tile: largest SR input tile in pixels (None: whole images); bounds memory on large inputs.
         tile_overlap: overlap of neighbouring tiles, in input pixels.
         render_size: short side the colorizer works at (None: full size); chroma is upsampled to full size.
         batch_size: images (or tiles) per forward pass; default 1 on the CPU, 8 on a GPU.
@@ -109,6 +110,20 @@ class Pipeline:
             description=description,
             dtype=DTYPES[weights_dtype],
         )
+
+    def only(self, stage: str) -> Pipeline:
+        """A pipeline that runs one stage (``"sr"`` or ``"color"``) of this one, sharing its models and
+        settings: to score each stage alone without loading the weights twice."""
+        if stage not in ("sr", "color"):
+            raise ValueError(f"unknown stage {stage!r}; choose sr or color")
+        if getattr(self, stage) is None:
+            raise ValueError(f"this pipeline has no {stage} stage")
+        view = copy.copy(self)
+        if stage == "sr":
+            view.color = None
+        else:
+            view.sr, view.scale = None, 1
+        return view
 
     # --- inference -------------------------------------------------------------------------------------------
 

@@ -27,6 +27,17 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return [round(i * step) for i in range(n)]
 
 
+def window_size(length: int, tile: int, overlap: int, multiple: int = 1) -> int:
+    """The smallest window (at most ``tile``, rounded up to ``multiple``) that covers ``length`` with as few
+    windows as ``tile`` itself would. Without this, 512 pixels in windows of 256 overlapping by 16 take three
+    windows of 256 per axis, 2.25 times the work of the whole image; three windows of 182 take 1.14 times."""
+    if length <= tile:
+        return length
+    n = math.ceil((length - overlap) / (tile - overlap))
+    size = max(math.ceil((length + (n - 1) * overlap) / n), 2 * overlap)  # room for both blending ramps
+    return min(tile, -(-size // multiple) * multiple)
+
+
 def axis_weights(starts: list[int], tile: int, length: int) -> list[torch.Tensor]:
     """One 1-D blending weight per window along an axis; at every position the weights sum to 1."""
     raw = []
@@ -77,7 +88,7 @@ def tiled_apply(
         return torch.cat([p.float().to(x.device) for p in parts])
     if overlap * 2 > tile:
         raise ValueError(f"tile overlap {overlap} must be at most half the tile size {tile}")
-    th, tw = min(tile, H), min(tile, W)
+    th, tw = window_size(H, tile, overlap, multiple), window_size(W, tile, overlap, multiple)
     ys, xs = tile_starts(H, th, overlap), tile_starts(W, tw, overlap)
     wy = axis_weights([s * scale for s in ys], th * scale, H * scale)
     wx = axis_weights([s * scale for s in xs], tw * scale, W * scale)

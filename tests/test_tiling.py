@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from cascade import inference
 from cascade.inference import upscale
-from cascade.tiling import axis_weights, tile_starts, tiled_apply
+from cascade.tiling import axis_weights, tile_starts, tiled_apply, window_size
 from color.lab import gray_to_lightness, lab_to_rgb
 from tests.conftest import photo, tiny_sr
 
@@ -69,3 +69,15 @@ def test_chroma_join_in_strips_equals_the_whole_image_at_once(monkeypatch):
     monkeypatch.setattr(inference, "JOIN_ROWS", 16)
     joined = inference.join_chroma(gray, ab)
     assert (joined.int() - expected.int()).abs().max() <= 1  # float summation order only
+
+
+@pytest.mark.parametrize(
+    "length, tile, overlap, multiple, expected",
+    [(512, 256, 16, 1, 182), (200, 256, 16, 1, 200), (257, 256, 16, 1, 137), (512, 256, 16, 32, 192)],
+)
+def test_windows_are_no_larger_than_needed(length, tile, overlap, multiple, expected):
+    size = window_size(length, tile, overlap, multiple)
+    assert size == expected and size % multiple == 0 or size == length
+    starts = tile_starts(length, size, overlap)
+    assert len(starts) == len(tile_starts(length, tile, overlap))  # as few windows as full-size ones
+    assert starts[-1] + size == length and all(b - a <= size - overlap for a, b in zip(starts, starts[1:]))

@@ -1,0 +1,381 @@
+"""The three evaluations: super-resolution, colorization, and the whole cascade, each with its baselines.
+
+Each mode says how a ground-truth image becomes the model's input (``prepare``), which outputs it compares
+(``outputs``) and with which metrics (``score``); ``_evaluate`` runs that over a folder a few images at a time,
+so memory stays bounded by the chunk and the Pipeline's tiles, whatever the size of the set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from cascade.config import load_yaml
+from cascade.evaluation import metrics
+from cascade.evaluation.protocol import (
+    bicubic_up,
+    downscale_gray,
+    downscale_rgb,
+    gray_rgb8,
+    is_gray,
+    list_images,
+    luma,
+    mod_crop,
+    read_rgb,
+    resize_square,
+    stored_8bit,
+)
+from cascade.evaluation.report import GROUND_TRUTH, EvalReport, Method, sheet
+from cascade.imageio import GrayImage, write_image
+from cascade.pipeline import BUNDLED, NoBundledWeights, Pipeline
+from cascade.weights import CONFIG_NAME
+from color.lab import rgb_to_lab_np
+
+CHUNK = 8  # ground-truth images held in memory at a time (the networks batch within a chunk)
+SCORE_THREADS = min(4, os.cpu_count() or 1)  # the metrics are numpy/OpenCV/skimage code that releases the GIL
+
+SR_PROTOCOL = (
+    "HR read as 8-bit RGB, cropped to a multiple of the scale; LR = MATLAB bicubic imresize (antialiased) of "
+    "the HR by 1/scale, stored as 8-bit RGB; the model and the bicubic baseline see the LR's BT.601 luminance; "
+    "outputs stored as 8 bits; PSNR and SSIM (basicsr) on Y of YCbCr (BT.601, 16-235), scale pixels of "
+    "border cropped; NIQE (basicsr, Y, same border) of outputs and HR"
+)
+COLOR_PROTOCOL = (
+    "ground truth read as 8-bit RGB and resized to size x size (PIL bicubic, antialiased; 0: native size); "
+    "input = its BT.601 luminance stored as 8 bits; PSNR and SSIM (basicsr) on RGB, mean CIEDE2000 (skimage) in Lab D65, "
+    "colorfulness (Hasler and Suesstrunk, as DDColor computes it); dCF = |mean CF - mean CF of ground truth|; "
+    "gray ground-truth images are left out (no color to score)"
+)
+CASCADE_PROTOCOL = (
+    "ground truth = color HR cropped to a multiple of the scale; input = its BT.601 luminance shrunk by "
+    "MATLAB bicubic imresize, stored as 8 bits; outputs compared with the ground truth with scale pixels of "
+    "border cropped: PSNR and SSIM on RGB and on Y of YCbCr (basicsr), mean CIEDE2000 (skimage), "
+    "colorfulness as DDColor; gray ground-truth images are left out"
+)
+
+
+@dataclass
+class Sample:
+    name: str  # file stem
+    gt: np.ndarray  # (H, W, 3) uint8 ground truth
+    gray: np.ndarray  # (h, w) float32 in [0, 1]: what the networks get
+
+
+Scores = dict[str, float | None]
+
+
+@dataclass
+class Scoring:
+    """How a mode scores: ``reference`` computes once per image what every output is compared with (the
+    ground truth in Lab, its colorfulness), ``score`` rates one (H, W, 3) uint8 output against the ground
+    truth, ``ground_truth`` gives the ground truth's own row (its NIQE, its colorfulness)."""
+
+    reference: Callable[[np.ndarray], dict[str, Any]]
+    score: Callable[[np.ndarray, np.ndarray, dict[str, Any]], Scores]
+    ground_truth: Callable[[np.ndarray, dict[str, Any]], Scores]
+
+
+# --- loading weights -------------------------------------------------------------------------------------------
+
+
+def load_for_eval(
+    weights: str | Path | None, baseline_only: bool = False, **settings
+) -> tuple[Pipeline | None, dict[str, Any] | None, list[str]]:
+    """The Pipeline to score (None: baselines only), a description of its weights for the report, and
+    notes for the user. Raises ConfigError/ValueError/OSError for weights that cannot be used."""
+    if baseline_only:
+        return None, None, ["--baseline-only: our networks were not run"]
+    try:
+        pipe = Pipeline.from_pretrained(weights, **settings)
+    except NoBundledWeights:
+        return None, None, ["no trained weights are bundled and no --weights was given: baselines only"]
+    folder = Path(weights).expanduser() if weights is not None else BUNDLED
+    config = load_yaml(folder / CONFIG_NAME if folder.is_dir() else folder)
+    info = {
+        "path": str(folder.resolve()),
+        "trained": pipe.trained,
+        "description": str(config.get("description", "")),
+        "sr": getattr(pipe.sr, "arch_config", None),
+        "color": getattr(pipe.color, "arch_config", None),
+    }
+    notes = [] if pipe.trained else ["the weights are marked untrained: their rows are not results to quote"]
+    return pipe, info, notes
+
+
+def _settings(pipe: Pipeline | None, **values) -> dict[str, Any]:
+    if pipe is not None:
+        values.update(
+            device=str(pipe.device),
+            dtype=str(pipe.dtype).removeprefix("torch."),
+            tile=pipe.tile,
+            batch_size=pipe.batch_size,
+            render_size=pipe.render_size,
+        )
+    return values
+
+
+def _restore(pipe: Pipeline, grays: list[np.ndarray]) -> list[np.ndarray]:
+    """Run the Pipeline on (h, w) gray floats; same-sized ones share forward passes."""
+    return [np.asarray(img) for img in pipe.restore([GrayImage(g) for g in grays])]
+
+
+# --- the three modes ----------------------------------------------------------------------------------------------
+
+
+def evaluate_sr(
+    data: str | Path,
+    pipe: Pipeline | None,
+    *,
+    scale: int = 4,
+    niqe: bool = True,
+    save_dir: str | Path | None = None,
+    progress: bool = False,
+) -> EvalReport:
+    """The x``scale`` super-resolution benchmark (Set5, Set14, BSD100 tables): our SR and bicubic."""
+    sr = _check_stage(pipe, "sr", scale)
+    methods = [Method("bicubic", "MATLAB bicubic upscaling of the LR luminance")]
+    if sr is not None:
+        methods.append(
+            Method("sr", "our SR network on the LR luminance", model=True, untrained=not sr.trained)
+        )
+    report = EvalReport(
+        "sr",
+        Path(data),
+        SR_PROTOCOL,
+        ["psnr_y", "ssim_y"] + (["niqe"] if niqe else []),
+        methods,
+        _settings(pipe, scale=scale, crop_border=scale, niqe=niqe),
+        None,
+    )
+
+    def prepare(path: Path) -> Sample:
+        hr = mod_crop(read_rgb(path), scale)
+        return Sample(path.stem, hr, luma(downscale_rgb(hr, scale)))
+
+    def outputs(samples: list[Sample]) -> dict[str, list[np.ndarray]]:
+        out = {"bicubic": [gray_rgb8(bicubic_up(s.gray, scale)) for s in samples]}
+        if sr is not None:
+            out["sr"] = _restore(sr, [s.gray for s in samples])
+        return out
+
+    def score(out: np.ndarray, gt: np.ndarray, ref: dict[str, Any]) -> Scores:
+        values = {"psnr_y": metrics.psnr_y(out, gt, scale), "ssim_y": metrics.ssim_y(out, gt, scale)}
+        if niqe:
+            values["niqe"] = metrics.niqe(out, scale)
+        return values
+
+    def ground_truth(gt: np.ndarray, ref: dict[str, Any]) -> Scores:
+        return {"niqe": metrics.niqe(gt, scale)} if niqe else {}
+
+    scoring = Scoring(lambda gt: {}, score, ground_truth)
+    _evaluate(report, prepare, outputs, scoring, ("bicubic", "sr"), save_dir, progress)
+    return report
+
+
+def evaluate_color(
+    data: str | Path,
+    pipe: Pipeline | None,
+    *,
+    size: int = 256,
+    save_dir: str | Path | None = None,
+    progress: bool = False,
+) -> EvalReport:
+    """Colorization at ``size`` x ``size`` (the colorization papers' protocol): our colorizer and gray."""
+    colorizer = _check_stage(pipe, "color")
+    methods = [Method("gray", "the input itself: luminance, a = b = 0")]
+    if colorizer is not None:
+        methods.append(Method("colorizer", "our colorizer", model=True, untrained=not colorizer.trained))
+    report = EvalReport(
+        "color",
+        Path(data),
+        COLOR_PROTOCOL,
+        ["psnr", "ssim", "ciede2000", "colorfulness", "delta_colorfulness"],
+        methods,
+        _settings(pipe, size=size),
+        None,
+    )
+
+    def prepare(path: Path) -> Sample | None:
+        gt = read_rgb(path)
+        if size:
+            gt = resize_square(gt, size)
+        return None if is_gray(gt) else Sample(path.stem, gt, stored_8bit(luma(gt)))  # a gray photo
+
+    def outputs(samples: list[Sample]) -> dict[str, list[np.ndarray]]:
+        out = {"gray": [gray_rgb8(s.gray) for s in samples]}
+        if colorizer is not None:
+            out["colorizer"] = _restore(colorizer, [s.gray for s in samples])
+        return out
+
+    _evaluate(report, prepare, outputs, _color_scoring(0), ("gray", "colorizer"), save_dir, progress)
+    return report
+
+
+def evaluate_cascade(
+    data: str | Path,
+    pipe: Pipeline | None,
+    *,
+    scale: int = 4,
+    save_dir: str | Path | None = None,
+    progress: bool = False,
+) -> EvalReport:
+    """The whole task: gray low-resolution in, color ``scale`` x larger out, against the color original."""
+    if pipe is not None:
+        _check_stage(pipe, "sr", scale)
+        _check_stage(pipe, "color")
+    methods = [Method("bicubic_gray", "bicubic upscaling, no color")]
+    if pipe is not None:
+        untrained = not pipe.trained
+        methods += [
+            Method("bicubic_colorizer", "bicubic, then our colorizer", True, untrained),
+            Method("sr_gray", "our SR, no color", True, untrained),
+            Method("cascade", "our Pipeline: SR, then colorization", True, untrained),
+        ]
+    report = EvalReport(
+        "cascade",
+        Path(data),
+        CASCADE_PROTOCOL,
+        ["psnr", "ssim", "psnr_y", "ssim_y", "ciede2000", "colorfulness", "delta_colorfulness"],
+        methods,
+        _settings(pipe, scale=scale, crop_border=scale),
+        None,
+    )
+
+    def prepare(path: Path) -> Sample | None:
+        gt = mod_crop(read_rgb(path), scale)
+        return None if is_gray(gt) else Sample(path.stem, gt, downscale_gray(gt, scale))
+
+    def outputs(samples: list[Sample]) -> dict[str, list[np.ndarray]]:
+        bicubic = [bicubic_up(s.gray, scale) for s in samples]
+        out = {"bicubic_gray": [gray_rgb8(b) for b in bicubic]}
+        if pipe is not None:
+            lows = [s.gray for s in samples]
+            out["bicubic_colorizer"] = _restore(pipe.only("color"), bicubic)
+            out["sr_gray"] = _restore(pipe.only("sr"), lows)
+            out["cascade"] = _restore(pipe, lows)
+        return out
+
+    _evaluate(
+        report, prepare, outputs, _color_scoring(scale), ("bicubic_gray", "cascade"), save_dir, progress
+    )
+    return report
+
+
+# --- shared parts --------------------------------------------------------------------------------------------------
+
+
+def _check_stage(pipe: Pipeline | None, stage: str, scale: int | None = None) -> Pipeline | None:
+    """``pipe`` narrowed to ``stage``, or None without weights; a clear error when the stage is missing or
+    its scale is not the one asked for."""
+    if pipe is None:
+        return None
+    if getattr(pipe, stage) is None:
+        raise ValueError(f"the weights have no {stage!r} stage to evaluate")
+    if scale is not None and pipe.scale != scale:
+        raise ValueError(f"the SR network upscales x{pipe.scale}, not x{scale}; pass --scale {pipe.scale}")
+    return pipe.only(stage)
+
+
+def _crop(img: np.ndarray, border: int) -> np.ndarray:
+    return img[border:-border, border:-border] if border else img
+
+
+def _color_scoring(border: int) -> Scoring:
+    """Colorization metrics with ``border`` pixels cropped; with a border (the cascade, which also upscales)
+    PSNR and SSIM on Y as well."""
+
+    def reference(gt: np.ndarray) -> dict[str, Any]:
+        cropped = _crop(gt, border)
+        return {"lab": rgb_to_lab_np(cropped), "colorfulness": metrics.colorfulness(cropped)}
+
+    def score(out: np.ndarray, gt: np.ndarray, ref: dict[str, Any]) -> Scores:
+        cf = metrics.colorfulness(_crop(out, border))
+        values = {
+            "psnr": metrics.psnr_rgb(out, gt, border),
+            "ssim": metrics.ssim_rgb(out, gt, border),
+            "ciede2000": metrics.ciede2000(out, gt, border, gt_lab=ref["lab"]),
+            "colorfulness": cf,
+            "abs_delta_colorfulness": abs(cf - ref["colorfulness"]),
+        }
+        if border:
+            values.update(psnr_y=metrics.psnr_y(out, gt, border), ssim_y=metrics.ssim_y(out, gt, border))
+        return values
+
+    def ground_truth(gt: np.ndarray, ref: dict[str, Any]) -> Scores:
+        return {"colorfulness": ref["colorfulness"]}
+
+    return Scoring(reference, score, ground_truth)
+
+
+def _chunks(items: list[Path], n: int) -> Iterator[list[Path]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _evaluate(
+    report: EvalReport,
+    prepare: Callable[[Path], Sample | None],
+    outputs: Callable[[list[Sample]], dict[str, list[np.ndarray]]],
+    scoring: Scoring,
+    sheet_methods: tuple[str, str],
+    save_dir: str | Path | None,
+    progress: bool,
+) -> None:
+    """Fill ``report.images`` from every image of ``report.dataset``; save outputs and sheets if asked."""
+    files = list_images(report.dataset)
+    if not files:
+        raise ValueError(f"{report.dataset}: no images in this folder")
+    bar = tqdm(total=len(files), unit="img", disable=not progress, dynamic_ncols=True)
+    with ThreadPoolExecutor(SCORE_THREADS, thread_name_prefix="score") as pool:
+        for chunk in _chunks(files, CHUNK):
+            samples = []
+            for path in chunk:
+                sample = prepare(path)
+                if sample is None:
+                    report.left_out.append(path.name)
+                else:
+                    samples.append(sample)
+            results = outputs(samples) if samples else {}
+            per_image = [{m: out[i] for m, out in results.items()} for i in range(len(samples))]
+            rows = [pool.submit(_score_sample, scoring, s, o) for s, o in zip(samples, per_image)]
+            for s, o, row in zip(samples, per_image, rows):
+                report.images.append(row.result())
+                if save_dir is not None:
+                    _save(Path(save_dir), s, o, sheet_methods)
+            bar.update(len(chunk))
+    bar.close()
+    if report.left_out:
+        report.notes.append(
+            f"{len(report.left_out)} gray ground-truth image(s) left out (no color to score), "
+            f"e.g. {report.left_out[0]}"
+        )
+
+
+def _score_sample(scoring: Scoring, s: Sample, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """One image's row: its size and every method's scores, then the ground truth's own."""
+    ref = scoring.reference(s.gt)
+    row: dict[str, Any] = {"name": s.name, "width": s.gt.shape[1], "height": s.gt.shape[0]}
+    for method, out in outputs.items():
+        row[method] = scoring.score(out, s.gt, ref)
+    row[GROUND_TRUTH] = scoring.ground_truth(s.gt, ref)
+    return row
+
+
+def _save(folder: Path, s: Sample, outputs: dict[str, np.ndarray], sheet_methods: tuple[str, str]) -> None:
+    """Each output as ``folder/METHOD/NAME.png``, the input as ``folder/input/NAME.png`` and a sheet
+    (input | baseline | ours | ground truth) as ``folder/sheets/NAME.png``."""
+    from PIL import Image
+
+    inp = gray_rgb8(s.gray)
+    write_image(Image.fromarray(inp[..., 0]), folder / "input" / f"{s.name}.png", "png")
+    for method, img in outputs.items():
+        write_image(Image.fromarray(img), folder / method / f"{s.name}.png", "png")
+    panels = [("input", inp)] + [(m, outputs[m]) for m in sheet_methods if m in outputs]
+    write_image(sheet(panels + [("ground truth", s.gt)]), folder / "sheets" / f"{s.name}.png", "png")
