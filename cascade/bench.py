@@ -36,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cascade.imageio import GrayImage, read_gray
 from cascade.inference import join_chroma, predict_chroma, upscale
-from cascade.pipeline import BUNDLED, Pipeline
+from cascade.pipeline import Pipeline, bundled_config
 from cascade.weights import load_pipeline
 
 SAMPLE_EVERY_S = 0.02  # memory and GPU-load sampling period
@@ -320,7 +320,9 @@ def run_benchmark(
     if pipe.sr is None or pipe.color is None:
         raise ValueError("the benchmark needs a pipeline with both stages (sr and color)")
     images = images or (2 if pipe.device.type == "cpu" else 16)
-    loaded = load_pipeline(weights if weights is not None else BUNDLED)  # fp32 copies for the naive path
+    loaded = load_pipeline(
+        weights if weights is not None else bundled_config()
+    )  # fp32 copies for the naive path
     naive = (loaded.sr.to(pipe.device), loaded.color.to(pipe.device))
     results: dict[str, Any] = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -62,6 +62,11 @@ def cli() -> None:
 @click.option("--quality", type=click.IntRange(1, 100), default=95, help="jpg/webp quality.")
 @click.option("--only", type=click.Choice(["sr", "color"]), help="Run one stage only.")
 @click.option(
+    "--sr-model",
+    type=click.Choice(["gan", "psnr"]),
+    help="Bundled SR model: gan (sharper; the default) or psnr (smoother, higher PSNR). Not with --weights.",
+)
+@click.option(
     "--max-megapixels",
     type=click.FloatRange(min=0, min_open=True),
     default=DEFAULT_MAX_PIXELS / 1e6,
@@ -86,6 +91,7 @@ def run(
     fmt: str,
     quality: int,
     only: str | None,
+    sr_model: str | None,
     max_megapixels: float,
     quiet: bool,
 ) -> None:
@@ -104,9 +110,11 @@ def run(
     if render_size is not None:
         settings["render_size"] = render_size or None
     try:
-        pipe = Pipeline.from_pretrained(weights, only=only, **settings)
+        pipe = Pipeline.from_pretrained(weights, only=only, sr_model=sr_model, **settings)
     except (NoBundledWeights, ConfigError, ValueError, OSError) as e:
         raise click.UsageError(str(e)) from None
+    if weights is None and pipe.color is None and only != "sr":
+        _say("note: no colorization weights are bundled yet; the output stays gray", quiet=quiet)
     if not pipe.trained:
         _say(
             "warning: these weights are marked untrained (trained: false in pipeline.yaml); "

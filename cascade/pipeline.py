@@ -21,11 +21,28 @@ from cascade.models import sr_scale
 from cascade.weights import load_pipeline, save_pipeline
 
 BUNDLED = Path(__file__).parent / "pretrained" / "default"
+# The bundled SR models share one folder (and its colorizer); each has its own pipeline file.
+BUNDLED_SR_MODELS = {"gan": "pipeline.yaml", "psnr": "pipeline_psnr.yaml"}
 GPU_ACCUMULATE_PIXELS = 2**26  # outputs up to 64 MP are assembled on the GPU, larger ones in host memory
 
 
 class NoBundledWeights(FileNotFoundError):
     """This version of cascade ships no trained default weights."""
+
+
+def bundled_config(sr_model: str = "gan") -> Path:
+    """The bundled pipeline file with SR model ``sr_model`` (``gan`` or ``psnr``)."""
+    if sr_model not in BUNDLED_SR_MODELS:
+        raise ValueError(
+            f"unknown SR model {sr_model!r}; the bundled ones are {', '.join(BUNDLED_SR_MODELS)}"
+        )
+    path = BUNDLED / BUNDLED_SR_MODELS[sr_model]
+    if not path.is_file():
+        raise NoBundledWeights(
+            f"no trained {sr_model} weights are bundled with this version of cascade; pass a pipeline folder "
+            "(Pipeline.from_pretrained(PATH) or `cascade run --weights PATH`)"
+        )
+    return path
 
 
 class Pipeline:
@@ -84,17 +101,22 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path | None = None, *, only: str | None = None, **settings
+        cls,
+        path: str | Path | None = None,
+        *,
+        only: str | None = None,
+        sr_model: str | None = None,
+        **settings,
     ) -> Pipeline:
-        """Load a saved pipeline folder, or the bundled default weights when ``path`` is None.
+        """Load a saved pipeline folder (or its pipeline.yaml), or the bundled default weights when ``path``
+        is None: ``sr_model`` picks the bundled SR model, ``gan`` (sharper, the default) or ``psnr``.
         ``only="sr"`` or ``"color"`` keeps one stage; ``settings`` are the constructor's keyword arguments."""
         if path is None:
-            if not (BUNDLED / "pipeline.yaml").is_file():
-                raise NoBundledWeights(
-                    "no trained weights are bundled with this version of cascade yet; pass a pipeline folder "
-                    "(Pipeline.from_pretrained(PATH) or `cascade run --weights PATH`)"
-                )
-            path = BUNDLED
+            path = bundled_config(sr_model or "gan")
+        elif sr_model is not None:
+            raise ValueError(
+                "sr_model picks among the bundled weights; a pipeline folder has its own SR model"
+            )
         loaded = load_pipeline(path, only=only)
         settings.setdefault("render_size", loaded.render_size)
         return cls(loaded.sr, loaded.color, trained=loaded.trained, **settings)

@@ -12,7 +12,7 @@ from torch import nn
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz")
 
 
-def _pretrained_kwargs(pretrained: bool | str | None) -> dict:
+def pretrained_kwargs(pretrained: bool | str | None) -> dict:
     """timm arguments for ``pretrained``: None/False (random init), True (timm's default hub weights), a local
     weights file, or a Hugging Face hub id such as ``timm/resnet18.a1_in1k``."""
     if not pretrained:
@@ -32,7 +32,7 @@ def create_encoder(name: str, pretrained: bool | str | None = None, in_ch: int =
     (timm sums its RGB filters), which equals feeding the gray image repeated three times."""
     if not timm.is_model(name):
         raise ValueError(f"unknown timm encoder {name!r}; see timm.list_models() for the names")
-    kwargs = _pretrained_kwargs(pretrained)
+    kwargs = pretrained_kwargs(pretrained)
     try:
         return timm.create_model(name, features_only=True, in_chans=in_ch, **kwargs)
     except OSError as e:  # a failed hub download (offline, unknown id) surfaces as an OSError subclass

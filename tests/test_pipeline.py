@@ -136,9 +136,34 @@ def test_bad_pipeline_folders_are_clear_errors(tiny_pipe, tmp_path):
         Pipeline.from_pretrained(folder)
 
 
-def test_no_bundled_weights_says_so():
-    with pytest.raises(NoBundledWeights, match="no trained weights are bundled"):
+def test_no_bundled_weights_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr("cascade.pipeline.BUNDLED", tmp_path)
+    with pytest.raises(NoBundledWeights, match="no trained gan weights are bundled"):
         Pipeline.from_pretrained()
+
+
+def test_bundled_sr_models_share_the_colorizer(tiny_pipe, tmp_path, monkeypatch):
+    from cascade.training.export import add_sr_variant
+
+    tiny_pipe.save(tmp_path / "default")
+    other = tiny_sr()
+    with torch.no_grad():
+        other.conv_first.weight.add_(1)
+    Pipeline(other, None, device="cpu").save(tmp_path / "other_sr")
+    add_sr_variant(tmp_path / "default", "psnr", tmp_path / "other_sr")
+    monkeypatch.setattr("cascade.pipeline.BUNDLED", tmp_path / "default")
+    gan, psnr = (
+        Pipeline.from_pretrained(device="cpu"),
+        Pipeline.from_pretrained(sr_model="psnr", device="cpu"),
+    )
+    img = photo((40, 30))
+    np.testing.assert_array_equal(np.asarray(gan(img)), np.asarray(tiny_pipe(img)))
+    assert not torch.equal(gan.sr.conv_first.weight, psnr.sr.conv_first.weight)
+    assert torch.equal(gan.color.state_dict()["head.weight"], psnr.color.state_dict()["head.weight"])
+    with pytest.raises(ValueError, match="unknown SR model 'best'"):
+        Pipeline.from_pretrained(sr_model="best")
+    with pytest.raises(ValueError, match="sr_model picks among the bundled weights"):
+        Pipeline.from_pretrained(tmp_path / "other_sr", sr_model="psnr")
 
 
 def test_devices_and_dtypes():

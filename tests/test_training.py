@@ -16,7 +16,7 @@ from cascade.training.config import LoopConfig, OptimConfig, load_config, parse_
 from cascade.training.data import CropSampler, center_crops, load_images, split, write_pack
 from cascade.training.loop import lr_at
 from sr.degrade import matlab_downscale
-from sr.losses import MissingWeights, PerceptualLoss
+from sr.losses import MissingWeights, PerceptualLoss, TimmFeatures, VGG19Features
 
 RECIPES = [
     "configs/sr_msrresnet_x4_psnr.yaml",
@@ -68,7 +68,8 @@ def vgg_file(tmp_path_factory):
 
 
 def test_perceptual_loss_loads_local_weights(vgg_file):
-    loss = PerceptualLoss({"conv5_4": 1.0, "conv3_4": 0.5}, vgg_file)
+    layers = {"conv5_4": 1.0, "conv3_4": 0.5}
+    loss = PerceptualLoss(VGG19Features(list(layers), vgg_file), layers)
     a = torch.rand(2, 1, 32, 32, requires_grad=True)
     assert loss(a, a.detach()).item() == 0
     value = loss(a, torch.rand(2, 1, 32, 32))
@@ -81,21 +82,37 @@ def test_perceptual_loss_loads_local_weights(vgg_file):
 
 def test_perceptual_loss_errors_are_clear(tmp_path):
     with pytest.raises(MissingWeights, match="not found"):
-        PerceptualLoss({"conv5_4": 1.0}, tmp_path / "missing.pth")
+        VGG19Features(["conv5_4"], tmp_path / "missing.pth")
     other = tmp_path / "other.safetensors"
     save_file({"weight": torch.zeros(3)}, other)
     with pytest.raises(MissingWeights, match="not VGG19 weights"):
-        PerceptualLoss({"conv5_4": 1.0}, other)
+        VGG19Features(["conv5_4"], other)
     with pytest.raises(ValueError, match="unknown VGG19 layer conv9_9"):
-        PerceptualLoss({"conv9_9": 1.0}, other)
+        VGG19Features(["conv9_9"], other)
+
+
+def test_perceptual_loss_over_a_timm_network():
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("tf_efficientnet_lite0", features_only=True)
+    loss = PerceptualLoss(TimmFeatures(net, ["blocks.2", "blocks.4"]), {"blocks.2": 0.5, "blocks.4": 1.0})
+    assert loss.mean.flatten().tolist() == [0.5, 0.5, 0.5]  # the TF-trained weights' normalization
+    a = torch.rand(2, 1, 64, 64, requires_grad=True)
+    assert loss(a, a.detach()).item() == 0
+    value = loss(a, torch.rand(2, 1, 64, 64))
+    value.backward()
+    assert value.item() > 0 and a.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="unknown feature layer conv5_4; valid: blocks.0, blocks.1"):
+        TimmFeatures(net, ["conv5_4"])
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
-def test_recipes_load_and_build(recipe):
+def test_recipes_load_and_build(recipe, tmp_path):
     from cascade.training.loop import build_models
 
     cfg = load_config(recipe)
-    generator, disc = build_models(cfg, for_resume=False)
+    generator, disc = build_models(cfg, for_resume=False, cache_dir=tmp_path)
     assert generator.arch_config["arch"] == cfg.model["arch"]
     assert (disc is None) == (cfg.discriminator is None)
 

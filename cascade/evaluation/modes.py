@@ -34,7 +34,7 @@ from cascade.evaluation.protocol import (
 )
 from cascade.evaluation.report import GROUND_TRUTH, EvalReport, Method, sheet
 from cascade.imageio import GrayImage, write_image
-from cascade.pipeline import BUNDLED, NoBundledWeights, Pipeline
+from cascade.pipeline import NoBundledWeights, Pipeline, bundled_config
 from cascade.weights import CONFIG_NAME
 from color.lab import rgb_to_lab_np
 
@@ -96,7 +96,7 @@ def load_for_eval(
         pipe = Pipeline.from_pretrained(weights, **settings)
     except NoBundledWeights:
         return None, None, ["no trained weights are bundled and no --weights was given: baselines only"]
-    folder = Path(weights).expanduser() if weights is not None else BUNDLED
+    folder = Path(weights).expanduser() if weights is not None else bundled_config()
     config = load_yaml(folder / CONFIG_NAME if folder.is_dir() else folder)
     info = {
         "path": str(folder.resolve()),

@@ -138,12 +138,20 @@ def pack(stage, data, out, config, short_side, codec, quality, workers) -> None:
     "--dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", help="Weights precision on disk."
 )
 @click.option("--description", default="", help="Recorded in pipeline.yaml.")
-def export(sr_run, color_run, out, best, dtype, description) -> None:
+@click.option(
+    "--psnr-sr",
+    "psnr_run",
+    type=click.Path(exists=True, path_type=Path),
+    help="Also write pipeline_psnr.yaml: the same pipeline with this run's SR model (`--sr-model psnr`).",
+)
+def export(sr_run, color_run, out, best, dtype, description, psnr_run) -> None:
     """Join a finished SR run and a color run into one pipeline folder for `cascade run --weights`."""
-    from cascade.training.export import join_runs
+    from cascade.training.export import add_sr_variant, join_runs
 
     with _user_errors():
         if sr_run is None and color_run is None:
             raise ConfigError("give --sr, --color or both")
         join_runs(out, sr_run, color_run, best=best, dtype=dtype, description=description)
+        if psnr_run is not None:
+            add_sr_variant(out, "psnr", psnr_run, best=best, dtype=dtype)
     click.echo(f"wrote {out}")

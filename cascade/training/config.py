@@ -79,15 +79,18 @@ class LossConfig:
 
     Args:
         pixel: L1 between output and target (the color recipe's lambda is 100).
-        perceptual: VGG19 feature L1 (SR GAN recipe).
+        perceptual: feature L1 of an ImageNet network (SR GAN recipe).
         gan: adversarial term; needs a ``discriminator`` section.
-        perceptual_layers: VGG19 layer -> weight.
-        perceptual_weights: local ImageNet VGG19 weights file; null: torchvision's download (online only).
+        perceptual_net: ``vgg19`` (the papers') or a timm model name such as ``tf_efficientnet_lite0``.
+        perceptual_layers: layer -> weight; VGG19 names (conv5_4) or the timm model's stage modules (blocks.4).
+        perceptual_weights: the network's ImageNet weights: a local file, a pip package of
+            ``cascade.imagenet_weights.LITE_PACKAGES``, or null for torchvision's or timm's download (online only).
     """
 
     pixel: float = 1.0
     perceptual: float = 0.0
     gan: float = 0.0
+    perceptual_net: str = "vgg19"
     perceptual_layers: dict[str, float] = field(default_factory=lambda: {"conv5_4": 1.0})
     perceptual_weights: str | None = None
 

@@ -49,5 +49,30 @@ def join_runs(
     return save_pipeline(out, sr, color, render_size=render_size, description=text, dtype=weights_dtype)
 
 
+def add_sr_variant(folder: Path, name: str, sr_run: Path, *, best: bool = False, dtype: str = "fp32") -> Path:
+    """Beside ``folder/pipeline.yaml``, write ``pipeline_<name>.yaml``: the same pipeline with the SR model of
+    ``sr_run`` (its weights in ``sr_<name>.safetensors``), sharing the folder's other stages."""
+    import shutil
+    import tempfile
+
+    import yaml
+
+    from cascade.atomic import atomic_path
+
+    cfg = load_yaml(folder / CONFIG_NAME)
+    with tempfile.TemporaryDirectory() as tmp:
+        variant = join_runs(Path(tmp), sr_run, None, best=best, dtype=dtype)
+        sr_cfg = load_yaml(variant / CONFIG_NAME)
+        weights = f"sr_{name}.safetensors"
+        with atomic_path(folder / weights) as target:
+            shutil.copyfile(variant / sr_cfg["sr"]["weights"], target)
+    cfg["sr"] = {**sr_cfg["sr"], "weights": weights}
+    cfg["description"] = f"{cfg.get('description', '')} [SR: {sr_cfg.get('description', name)}]"
+    path = folder / f"pipeline_{name}.yaml"
+    with atomic_path(path) as tmp_path:
+        tmp_path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def _describe(folder: Path) -> str:
     return str(load_yaml(folder / CONFIG_NAME).get("description", ""))

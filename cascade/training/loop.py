@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from cascade.config import ConfigError
+from cascade.imagenet_weights import resolve_pretrained
 from cascade.models import (
     create_color_discriminator,
     create_colorizer,
@@ -41,6 +42,7 @@ from cascade.training.stages import ColorStage, SRStage
 from cascade.weights import load_pipeline, save_pipeline
 
 FINAL, BEST = "pipeline", "best"  # exported pipeline folders inside a run folder
+PRETRAINED = "pretrained"  # ImageNet weights converted for timm, inside a run folder
 
 
 def lr_at(step: int, total: int, optim: OptimConfig, peak: float) -> float:
@@ -60,9 +62,9 @@ def gan_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), target.float())
 
 
-def build_models(cfg: TrainConfig, for_resume: bool) -> tuple[nn.Module, nn.Module | None]:
+def build_models(cfg: TrainConfig, for_resume: bool, cache_dir: Path) -> tuple[nn.Module, nn.Module | None]:
     """The recipe's generator (and discriminator). On resume the checkpoint replaces any pretrained encoder,
-    so none is loaded (nor downloaded)."""
+    so none is loaded (nor downloaded); weights from a pip package are converted into ``cache_dir``."""
     if cfg.stage == "sr":
         generator = create_sr_generator(cfg.model)
         disc = create_sr_discriminator(cfg.discriminator) if cfg.discriminator else None
@@ -70,6 +72,8 @@ def build_models(cfg: TrainConfig, for_resume: bool) -> tuple[nn.Module, nn.Modu
         model_cfg = dict(cfg.model)
         if for_resume and "pretrained" in model_cfg:
             model_cfg["pretrained"] = None
+        elif "pretrained" in model_cfg:
+            model_cfg["pretrained"] = resolve_pretrained(model_cfg["pretrained"], cache_dir)
         generator = create_colorizer(model_cfg)
         disc = create_color_discriminator(cfg.discriminator) if cfg.discriminator else None
     return generator, disc
@@ -128,10 +132,10 @@ def train(
 
     # Models and what the stage needs around them; the same seed on every process gives the same weights.
     torch.manual_seed(t.seed)
-    generator, disc = build_models(cfg, for_resume=state is not None)
+    generator, disc = build_models(cfg, for_resume=state is not None, cache_dir=out / PRETRAINED)
     if init is not None and state is None:
         load_init(generator, init, cfg.stage)
-    stage = SRStage(cfg, sr_scale(generator)) if cfg.stage == "sr" else ColorStage(cfg)
+    stage = SRStage(cfg, sr_scale(generator), out / PRETRAINED) if cfg.stage == "sr" else ColorStage(cfg)
     stage.to(device)
     scale = stage.scale
     for name, size in (("data.crop", d.crop), ("data.val_crop", d.val_crop)):

@@ -3,13 +3,38 @@ discriminator judges, and how validation scores the result. The loop in ``loop.p
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cascade.training.config import TrainConfig
+from cascade.config import ConfigError
+from cascade.training.config import LossConfig, TrainConfig
 from color.lab import denormalize_lab, lab_to_rgb, normalize_lab, rgb_to_lab
 from color.metrics import colorfulness
+
+
+def build_perceptual(loss: LossConfig, cache_dir: Path) -> nn.Module:
+    """The recipe's perceptual loss over VGG19 or a timm network, with its ImageNet weights."""
+    from sr.losses import PerceptualLoss, TimmFeatures, VGG19Features
+
+    if loss.perceptual_net == "vgg19":
+        return PerceptualLoss(
+            VGG19Features(list(loss.perceptual_layers), loss.perceptual_weights), loss.perceptual_layers
+        )
+    import timm
+
+    from cascade.imagenet_weights import resolve_pretrained
+    from color.timm_unet import pretrained_kwargs
+
+    if not timm.is_model(loss.perceptual_net):
+        raise ConfigError(
+            f"loss.perceptual_net: {loss.perceptual_net!r} is neither vgg19 nor a timm model name"
+        )
+    weights = resolve_pretrained(loss.perceptual_weights, cache_dir)
+    net = timm.create_model(loss.perceptual_net, features_only=True, **pretrained_kwargs(weights or True))
+    return PerceptualLoss(TimmFeatures(net, list(loss.perceptual_layers)), loss.perceptual_layers)
 
 
 def _batched(fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -17,25 +42,24 @@ def _batched(fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 
 class SRStage:
-    """Luminance HR crops -> (MATLAB-bicubic LR, HR); L1 (+ VGG perceptual) loss; PSNR/SSIM on Y.
+    """Luminance HR crops -> (MATLAB-bicubic LR, HR); L1 (+ perceptual) loss; PSNR/SSIM on Y.
 
     Args:
         cfg: the recipe.
         scale: the generator's upscaling factor.
+        cache_dir: where ImageNet weights converted from a pip package are kept (the run folder).
     """
 
     best_metric = "psnr_y"
     val_metrics = ["psnr_y", "ssim_y"]
 
-    def __init__(self, cfg: TrainConfig, scale: int):
+    def __init__(self, cfg: TrainConfig, scale: int, cache_dir: Path):
         self.cfg = cfg
         self.scale = scale
         self.perceptual = None
         self.loss_terms = ["pixel"]
         if cfg.loss.perceptual > 0:
-            from sr.losses import PerceptualLoss
-
-            self.perceptual = PerceptualLoss(cfg.loss.perceptual_layers, cfg.loss.perceptual_weights)
+            self.perceptual = build_perceptual(cfg.loss, cache_dir)
             self.loss_terms.append("perceptual")
 
     def to(self, device: torch.device) -> SRStage:

@@ -1,0 +1,70 @@
+"""Sheets of the bundled SR models, to look at: bicubic | PSNR model | GAN model (| ground truth).
+
+    python reports/sr_sheets.py --set14 ../shared/data/bench/Set14 --out reports/sr_x4
+
+One sheet of the example images (gray low-resolution inputs as shipped) and one of Set14 crops (a 64x64
+low-resolution window from each image, made by the `cascade eval sr` protocol), gray as the models see them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cascade.evaluation.protocol import bicubic_up, downscale_gray, list_images, mod_crop, read_rgb, to_uint8
+from cascade.evaluation.report import sheet
+from cascade.pipeline import Pipeline
+
+CROP = 64  # low-resolution pixels per Set14 crop
+
+
+def upscale(pipe: Pipeline, gray: np.ndarray) -> np.ndarray:
+    return np.asarray(pipe(to_uint8(gray)).convert("L"))
+
+
+def rows(pipes: dict[str, Pipeline], inputs: list[tuple[np.ndarray, np.ndarray | None]]) -> Image.Image:
+    sheets = []
+    for gray, truth in inputs:
+        panels = [("bicubic", to_uint8(bicubic_up(gray, 4)))]
+        panels += [(name, upscale(pipe, gray)) for name, pipe in pipes.items()]
+        if truth is not None:
+            panels.append(("ground truth", truth))
+        sheets.append(sheet([(c, np.stack([p] * 3, -1) if p.ndim == 2 else p) for c, p in panels]))
+    out = Image.new("RGB", (max(s.width for s in sheets), sum(s.height for s in sheets)), "white")
+    y = 0
+    for s in sheets:
+        out.paste(s, (0, y))
+        y += s.height
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set14", type=Path, required=True)
+    parser.add_argument("--examples", type=Path, default=Path("examples"))
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    pipes = {m: Pipeline.from_pretrained(sr_model=m, only="sr", device="cpu") for m in ("psnr", "gan")}
+    examples = [
+        (np.asarray(Image.open(p).convert("L"), np.float32) / 255, None)
+        for p in sorted(args.examples.glob("*.png"))
+    ]
+    crops = []
+    for path in list_images(args.set14):
+        hr = mod_crop(read_rgb(path), 4)
+        lr = downscale_gray(hr, 4)
+        y, x = (lr.shape[0] - CROP) // 2, (lr.shape[1] - CROP) // 2
+        window = lr[y : y + CROP, x : x + CROP]
+        truth = np.asarray(Image.fromarray(hr).convert("L"))[4 * y : 4 * (y + CROP), 4 * x : 4 * (x + CROP)]
+        crops.append((window, truth))
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows(pipes, examples).save(args.out / "sheet_examples.png")
+    rows(pipes, crops).save(args.out / "sheet_set14_crops.png")
+    print(f"wrote {args.out}/sheet_examples.png and sheet_set14_crops.png")
+
+
+if __name__ == "__main__":
+    main()
