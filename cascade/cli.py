@@ -63,8 +63,8 @@ def cli() -> None:
 @click.option("--only", type=click.Choice(["sr", "color"]), help="Run one stage only.")
 @click.option(
     "--sr-model",
-    type=click.Choice(["gan", "psnr"]),
-    help="Bundled SR model: gan (sharper; the default) or psnr (smoother, higher PSNR). Not with --weights.",
+    type=click.Choice(["psnr", "gan"]),
+    help="Bundled SR model: psnr (the default) or gan (more texture, trained briefly). Not with --weights.",
 )
 @click.option(
     "--max-megapixels",

@@ -4,6 +4,7 @@
 
 One sheet of the example images (gray low-resolution inputs as shipped) and one of Set14 crops (a 64x64
 low-resolution window from each image, made by the `cascade eval sr` protocol), gray as the models see them.
+Also prints each method's 4-pixel grid amplitude on the full Set14 images (see ``grid_amplitude``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,20 @@ from cascade.evaluation.report import sheet
 from cascade.pipeline import Pipeline
 
 CROP = 64  # low-resolution pixels per Set14 crop
+
+
+def grid_amplitude(gray8: np.ndarray, period: int = 4) -> float:
+    """The part of an x4 output that repeats with the LR pixel grid, in 8-bit levels: the high-pass image
+    (minus a 3-px Gaussian blur) averaged over all cells of ``period`` pixels, as a ``period`` x ``period``
+    pattern, and that pattern's standard deviation. About 0 for photographs; a checkerboard or stripes an
+    upscaler adds on its grid raise it."""
+    from scipy.ndimage import gaussian_filter
+
+    y = gray8.astype(np.float64)
+    high = y - gaussian_filter(y, 3)
+    h, w = (s - s % period for s in high.shape)
+    cells = high[:h, :w].reshape(h // period, period, w // period, period)
+    return float(cells.mean(axis=(0, 2)).std())
 
 
 def upscale(pipe: Pipeline, gray: np.ndarray) -> np.ndarray:
@@ -52,11 +67,15 @@ def main() -> None:
         (np.asarray(Image.open(p).convert("L"), np.float32) / 255, None)
         for p in sorted(args.examples.glob("*.png"))
     ]
-    crops = []
+    crops, grids = [], {"bicubic": [], **{m: [] for m in pipes}, "ground truth": []}
     for path in list_images(args.set14):
         hr = mod_crop(read_rgb(path), 4)
         lr = downscale_gray(hr, 4)
-        y, x = (lr.shape[0] - CROP) // 2, (lr.shape[1] - CROP) // 2
+        grids["bicubic"].append(grid_amplitude(to_uint8(bicubic_up(lr, 4))))
+        for name, pipe in pipes.items():
+            grids[name].append(grid_amplitude(upscale(pipe, lr)))
+        grids["ground truth"].append(grid_amplitude(np.asarray(Image.fromarray(hr).convert("L"))))
+        y, x = (max(0, side - CROP) // 2 for side in lr.shape)  # comic is 62 px wide
         window = lr[y : y + CROP, x : x + CROP]
         truth = np.asarray(Image.fromarray(hr).convert("L"))[4 * y : 4 * (y + CROP), 4 * x : 4 * (x + CROP)]
         crops.append((window, truth))
@@ -64,6 +83,9 @@ def main() -> None:
     rows(pipes, examples).save(args.out / "sheet_examples.png")
     rows(pipes, crops).save(args.out / "sheet_set14_crops.png")
     print(f"wrote {args.out}/sheet_examples.png and sheet_set14_crops.png")
+    print("4-px grid amplitude on Set14 (8-bit levels, mean over images):")
+    for name, values in grids.items():
+        print(f"  {name:<13} {np.mean(values):.3f}")
 
 
 if __name__ == "__main__":

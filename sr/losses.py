@@ -136,12 +136,18 @@ class PerceptualLoss(nn.Module):
         features: a module returning name -> feature map (``VGG19Features``, ``TimmFeatures``), with the
             ``mean`` and ``std`` its network was trained with.
         layers: layer name -> weight, e.g. ``{"conv5_4": 1.0}``.
+        jitter: both images are cropped by the same random offset in ``[0, jitter)`` pixels on each axis
+            before the network sees them, so the network's stride grid does not always sit on the generator's
+            upscaling grid: the gradient of a stride-2 convolution whose kernel the stride does not divide
+            (EfficientNet's 3x3 and 5x5) has a checkerboard pattern fixed to that grid. (In the CPU runs of
+            reports/sr_x4.md it did not remove the 4-px grid the GAN phase grew; it did not hurt either.)
     """
 
-    def __init__(self, features: nn.Module, layers: dict[str, float]):
+    def __init__(self, features: nn.Module, layers: dict[str, float], jitter: int = 0):
         super().__init__()
         self.features = features.eval().requires_grad_(False)
         self.layers = dict(layers)
+        self.jitter = jitter
         self.register_buffer("mean", torch.tensor(features.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(features.std).view(1, 3, 1, 1), persistent=False)
 
@@ -152,6 +158,9 @@ class PerceptualLoss(nn.Module):
         return self.features((x.expand(-1, 3, -1, -1) - self.mean) / self.std)
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.jitter > 1:
+            dy, dx = torch.randint(self.jitter, (2,)).tolist()
+            output, target = output[..., dy:, dx:], target[..., dy:, dx:]
         got = self._features(output)
         with torch.no_grad():
             want = self._features(target)

@@ -185,6 +185,19 @@ def test_without_weights_only_the_baselines_run(tmp_path, monkeypatch):
     assert list(load(tmp_path / "k.json")["methods"]) == ["bicubic_gray"]
 
 
+def test_a_stage_missing_from_the_bundle_leaves_its_baselines(tiny_weights, tmp_path, monkeypatch):
+    from cascade.pipeline import Pipeline
+
+    Pipeline.from_pretrained(tiny_weights, only="sr").save(tmp_path / "bundle")  # SR bundled, no colorizer
+    monkeypatch.setattr("cascade.pipeline.BUNDLED", tmp_path / "bundle")
+    data = make_set(tmp_path / "set", [(64, 48)])
+    result = invoke("eval", "color", "--data", data, "--json", tmp_path / "c.json")
+    assert result.exit_code == 0 and "no trained color weights are bundled" in result.output
+    assert list(load(tmp_path / "c.json")["methods"]) == ["gray"]
+    result = invoke("eval", "color", "--data", data, "--weights", tmp_path / "bundle")
+    assert result.exit_code == 2 and "no 'color' stage" in result.output
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -138,7 +138,7 @@ def test_bad_pipeline_folders_are_clear_errors(tiny_pipe, tmp_path):
 
 def test_no_bundled_weights_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr("cascade.pipeline.BUNDLED", tmp_path)
-    with pytest.raises(NoBundledWeights, match="no trained gan weights are bundled"):
+    with pytest.raises(NoBundledWeights, match="no trained psnr weights are bundled"):
         Pipeline.from_pretrained()
 
 
@@ -150,20 +150,20 @@ def test_bundled_sr_models_share_the_colorizer(tiny_pipe, tmp_path, monkeypatch)
     with torch.no_grad():
         other.conv_first.weight.add_(1)
     Pipeline(other, None, device="cpu").save(tmp_path / "other_sr")
-    add_sr_variant(tmp_path / "default", "psnr", tmp_path / "other_sr")
+    add_sr_variant(tmp_path / "default", "gan", tmp_path / "other_sr")
     monkeypatch.setattr("cascade.pipeline.BUNDLED", tmp_path / "default")
-    gan, psnr = (
+    psnr, gan = (
         Pipeline.from_pretrained(device="cpu"),
-        Pipeline.from_pretrained(sr_model="psnr", device="cpu"),
+        Pipeline.from_pretrained(sr_model="gan", device="cpu"),
     )
     img = photo((40, 30))
-    np.testing.assert_array_equal(np.asarray(gan(img)), np.asarray(tiny_pipe(img)))
+    np.testing.assert_array_equal(np.asarray(psnr(img)), np.asarray(tiny_pipe(img)))
     assert not torch.equal(gan.sr.conv_first.weight, psnr.sr.conv_first.weight)
     assert torch.equal(gan.color.state_dict()["head.weight"], psnr.color.state_dict()["head.weight"])
     with pytest.raises(ValueError, match="unknown SR model 'best'"):
         Pipeline.from_pretrained(sr_model="best")
     with pytest.raises(ValueError, match="sr_model picks among the bundled weights"):
-        Pipeline.from_pretrained(tmp_path / "other_sr", sr_model="psnr")
+        Pipeline.from_pretrained(tmp_path / "other_sr", sr_model="gan")
 
 
 def test_devices_and_dtypes():

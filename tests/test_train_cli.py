@@ -154,18 +154,23 @@ def test_export_joins_both_runs_into_a_pipeline_for_cascade_run(sr_run, color_ru
         joined,
         "--dtype",
         "fp16",
-        "--psnr-sr",
-        sr_run,
+        "--sr-variant",
+        f"gan={sr_run}",
     )
     assert load_file(joined / "sr.safetensors")["conv_first.weight"].dtype == torch.float16
     out = tmp_path / "out"
     cascade("run", "examples", out, "--weights", joined, "-q")
     img = Image.open(out / "camera.png")
     assert img.mode == "RGB" and img.size == (512, 512)
-    cascade("run", "examples", tmp_path / "psnr", "--weights", joined / "pipeline_psnr.yaml", "-q")
-    assert (tmp_path / "psnr" / "camera.png").is_file()
+    cascade("run", "examples", tmp_path / "gan", "--weights", joined / "pipeline_gan.yaml", "-q")
+    assert (tmp_path / "gan" / "camera.png").is_file()
     proc = cascade("export", "--sr", tmp_path, "--out", tmp_path / "x", check=False)
     assert proc.returncode == 2 and "no exported pipeline here" in proc.stderr
+    proc = cascade(
+        "export", "--sr", sr_run, "--out", tmp_path / "y", "--sr-variant", str(sr_run), check=False
+    )
+    assert proc.returncode == 2 and "expected NAME=RUN" in proc.stderr
+    assert not (tmp_path / "y").exists()  # checked before anything is written
 
 
 def _color_args(photos, out, steps):

@@ -13,6 +13,7 @@ from cascade.evaluation.modes import evaluate_cascade, evaluate_color, evaluate_
 from cascade.evaluation.report import EvalReport, save_report
 
 MODES = {"sr": evaluate_sr, "color": evaluate_color, "cascade": evaluate_cascade}
+STAGES = {"sr": ("sr",), "color": ("color",), "cascade": ("sr", "color")}  # what each mode's networks need
 
 __all__ = ["MODES", "EvalReport", "evaluate", "save_report"]
 
@@ -27,13 +28,19 @@ def evaluate(
     **options,
 ) -> EvalReport:
     """Run one evaluation ``mode`` on the images in ``data`` with the pipeline folder ``weights`` (None: the
-    bundled weights, or baselines only when there are none). ``options`` are the mode's own (``scale``,
+    bundled weights, or baselines only when they lack a stage the mode needs). ``options`` are the mode's own (``scale``,
     ``size``, ``niqe``, ``save_dir``, ``progress``)."""
     if mode not in MODES:
         raise ValueError(f"unknown evaluation {mode!r}; choose one of: {', '.join(MODES)}")
     if not Path(data).is_dir():
         raise ValueError(f"{data}: not a folder of images")
     pipe, info, notes = load_for_eval(weights, baseline_only, **(pipeline_settings or {}))
+    missing = [stage for stage in STAGES[mode] if pipe is not None and getattr(pipe, stage) is None]
+    if weights is None and missing:  # a stage not bundled yet; a given --weights without it is an error
+        pipe, info = None, None
+        notes.append(
+            f"no trained {' or '.join(missing)} weights are bundled and no --weights was given: baselines only"
+        )
     report = MODES[mode](data, pipe, **options)
     report.weights = info
     report.notes[:0] = notes

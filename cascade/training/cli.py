@@ -139,19 +139,31 @@ def pack(stage, data, out, config, short_side, codec, quality, workers) -> None:
 )
 @click.option("--description", default="", help="Recorded in pipeline.yaml.")
 @click.option(
-    "--psnr-sr",
-    "psnr_run",
-    type=click.Path(exists=True, path_type=Path),
-    help="Also write pipeline_psnr.yaml: the same pipeline with this run's SR model (`--sr-model psnr`).",
+    "--sr-variant",
+    "variants",
+    multiple=True,
+    metavar="NAME=RUN",
+    help="Also write pipeline_NAME.yaml: the same pipeline with RUN's SR model (`cascade run --sr-model NAME`).",
 )
-def export(sr_run, color_run, out, best, dtype, description, psnr_run) -> None:
+def export(sr_run, color_run, out, best, dtype, description, variants) -> None:
     """Join a finished SR run and a color run into one pipeline folder for `cascade run --weights`."""
     from cascade.training.export import add_sr_variant, join_runs
 
     with _user_errors():
         if sr_run is None and color_run is None:
             raise ConfigError("give --sr, --color or both")
+        parsed = [_sr_variant(v) for v in variants]
         join_runs(out, sr_run, color_run, best=best, dtype=dtype, description=description)
-        if psnr_run is not None:
-            add_sr_variant(out, "psnr", psnr_run, best=best, dtype=dtype)
+        for name, run in parsed:
+            add_sr_variant(out, name, run, best=best, dtype=dtype)
     click.echo(f"wrote {out}")
+
+
+def _sr_variant(value: str) -> tuple[str, Path]:
+    """``NAME=RUN`` of ``--sr-variant`` -> (name, run folder)."""
+    name, sep, run = value.partition("=")
+    if not sep or not name.isidentifier():
+        raise ConfigError(f"--sr-variant {value!r}: expected NAME=RUN, e.g. gan=runs/sr_gan")
+    if not Path(run).is_dir():
+        raise ConfigError(f"--sr-variant {value!r}: {run} is not a run or pipeline folder")
+    return name, Path(run)

@@ -85,6 +85,7 @@ class LossConfig:
         perceptual_layers: layer -> weight; VGG19 names (conv5_4) or the timm model's stage modules (blocks.4).
         perceptual_weights: the network's ImageNet weights: a local file, a pip package of
             ``cascade.imagenet_weights.LITE_PACKAGES``, or null for torchvision's or timm's download (online only).
+        perceptual_jitter: random offset (pixels) of the perceptual network's grid; see ``sr.losses``.
     """
 
     pixel: float = 1.0
@@ -93,6 +94,7 @@ class LossConfig:
     perceptual_net: str = "vgg19"
     perceptual_layers: dict[str, float] = field(default_factory=lambda: {"conv5_4": 1.0})
     perceptual_weights: str | None = None
+    perceptual_jitter: int = 0
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,8 @@ def _check_consistency(cfg: TrainConfig, where: str) -> None:
         raise ConfigError(f"{where}: data.short_side ({d.short_side}) is smaller than data.crop ({d.crop})")
     if cfg.stage == "color" and loss.perceptual > 0:
         raise ConfigError(f"{where}: the perceptual loss is for the SR stage")
+    if loss.perceptual_jitter < 0:
+        raise ConfigError(f"{where}: loss.perceptual_jitter must be >= 0, got {loss.perceptual_jitter}")
     disc = cfg.discriminator or {}
     if disc.get("arch") == "vgg_style" and disc.get("input_size", 128) != d.crop:
         raise ConfigError(

@@ -67,7 +67,7 @@ def add_sr_variant(folder: Path, name: str, sr_run: Path, *, best: bool = False,
         with atomic_path(folder / weights) as target:
             shutil.copyfile(variant / sr_cfg["sr"]["weights"], target)
     cfg["sr"] = {**sr_cfg["sr"], "weights": weights}
-    cfg["description"] = f"{cfg.get('description', '')} [SR: {sr_cfg.get('description', name)}]"
+    cfg["description"] = f"{name} SR model: {sr_cfg.get('description', '')}; other stages as in {CONFIG_NAME}"
     path = folder / f"pipeline_{name}.yaml"
     with atomic_path(path) as tmp_path:
         tmp_path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")

@@ -20,9 +20,8 @@ def build_perceptual(loss: LossConfig, cache_dir: Path) -> nn.Module:
     from sr.losses import PerceptualLoss, TimmFeatures, VGG19Features
 
     if loss.perceptual_net == "vgg19":
-        return PerceptualLoss(
-            VGG19Features(list(loss.perceptual_layers), loss.perceptual_weights), loss.perceptual_layers
-        )
+        features = VGG19Features(list(loss.perceptual_layers), loss.perceptual_weights)
+        return PerceptualLoss(features, loss.perceptual_layers, jitter=loss.perceptual_jitter)
     import timm
 
     from cascade.imagenet_weights import resolve_pretrained
@@ -34,7 +33,8 @@ def build_perceptual(loss: LossConfig, cache_dir: Path) -> nn.Module:
         )
     weights = resolve_pretrained(loss.perceptual_weights, cache_dir)
     net = timm.create_model(loss.perceptual_net, features_only=True, **pretrained_kwargs(weights or True))
-    return PerceptualLoss(TimmFeatures(net, list(loss.perceptual_layers)), loss.perceptual_layers)
+    features = TimmFeatures(net, list(loss.perceptual_layers))
+    return PerceptualLoss(features, loss.perceptual_layers, jitter=loss.perceptual_jitter)
 
 
 def _batched(fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
