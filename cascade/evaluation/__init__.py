@@ -28,8 +28,8 @@ def evaluate(
     **options,
 ) -> EvalReport:
     """Run one evaluation ``mode`` on the images in ``data`` with the pipeline folder ``weights`` (None: the
-    bundled weights, or baselines only when they lack a stage the mode needs). ``options`` are the mode's own (``scale``,
-    ``size``, ``niqe``, ``save_dir``, ``progress``)."""
+    bundled weights, or baselines only when they lack a stage the mode needs). ``options`` are the mode's own
+    (``scale``, ``size``, ``niqe``, ``save_dir``, ``progress``)."""
     if mode not in MODES:
         raise ValueError(f"unknown evaluation {mode!r}; choose one of: {', '.join(MODES)}")
     if not Path(data).is_dir():
