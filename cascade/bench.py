@@ -320,9 +320,8 @@ def run_benchmark(
     if pipe.sr is None or pipe.color is None:
         raise ValueError("the benchmark needs a pipeline with both stages (sr and color)")
     images = images or (2 if pipe.device.type == "cpu" else 16)
-    loaded = load_pipeline(
-        weights if weights is not None else bundled_config()
-    )  # fp32 copies for the naive path
+    # fp32 copies for the naive path
+    loaded = load_pipeline(weights if weights is not None else bundled_config())
     naive = (loaded.sr.to(pipe.device), loaded.color.to(pipe.device))
     results: dict[str, Any] = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -34,13 +34,7 @@ def evaluate(
         raise ValueError(f"unknown evaluation {mode!r}; choose one of: {', '.join(MODES)}")
     if not Path(data).is_dir():
         raise ValueError(f"{data}: not a folder of images")
-    pipe, info, notes = load_for_eval(weights, baseline_only, **(pipeline_settings or {}))
-    missing = [stage for stage in STAGES[mode] if pipe is not None and getattr(pipe, stage) is None]
-    if weights is None and missing:  # a stage not bundled yet; a given --weights without it is an error
-        pipe, info = None, None
-        notes.append(
-            f"no trained {' or '.join(missing)} weights are bundled and no --weights was given: baselines only"
-        )
+    pipe, info, notes = load_for_eval(weights, baseline_only, STAGES[mode], **(pipeline_settings or {}))
     report = MODES[mode](data, pipe, **options)
     report.weights = info
     report.notes[:0] = notes

@@ -86,16 +86,20 @@ class Scoring:
 
 
 def load_for_eval(
-    weights: str | Path | None, baseline_only: bool = False, **settings
+    weights: str | Path | None, baseline_only: bool = False, stages: tuple[str, ...] = (), **settings
 ) -> tuple[Pipeline | None, dict[str, Any] | None, list[str]]:
-    """The Pipeline to score (None: baselines only), a description of its weights for the report, and
-    notes for the user. Raises ConfigError/ValueError/OSError for weights that cannot be used."""
+    """The Pipeline to score (None: baselines only, also when the bundled weights lack one of ``stages``), a
+    description of its weights for the report, and notes for the user. Raises ConfigError/ValueError/OSError
+    for weights that cannot be used (a given ``weights`` without a needed stage fails later, in the mode)."""
     if baseline_only:
         return None, None, ["--baseline-only: our networks were not run"]
     try:
         pipe = Pipeline.from_pretrained(weights, **settings)
     except NoBundledWeights:
         return None, None, ["no trained weights are bundled and no --weights was given: baselines only"]
+    missing = [stage for stage in stages if getattr(pipe, stage) is None]
+    if weights is None and missing:
+        return None, None, [f"no trained {' or '.join(missing)} weights are bundled: baselines only"]
     folder = Path(weights).expanduser() if weights is not None else bundled_config()
     config = load_yaml(folder / CONFIG_NAME if folder.is_dir() else folder)
     info = {
