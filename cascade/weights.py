@@ -89,9 +89,8 @@ def _load_stage(folder: Path, stage: str, section: Any, where: str) -> nn.Module
         )
     model_cfg = dict(section["model"])
     if stage == "color":
-        model_cfg["pretrained"] = (
-            None  # the saved weights replace any pretrained encoder: never download here
-        )
+        if "pretrained" in model_cfg:
+            model_cfg["pretrained"] = None  # the saved weights replace any pretrained encoder: never download
         model = create_colorizer(model_cfg)
     else:
         model = create_sr_generator(model_cfg)
@@ -141,7 +140,7 @@ def save_pipeline(
                 f"the {stage} model was not built by cascade.models, so its architecture is unknown"
             )
         arch_config = dict(arch_config)
-        if stage == "color":
+        if "pretrained" in arch_config:
             arch_config["pretrained"] = None  # saved weights include the encoder
         state = {
             k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()

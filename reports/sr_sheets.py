@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from cascade.evaluation.protocol import bicubic_up, downscale_gray, list_images, mod_crop, read_rgb, to_uint8
-from cascade.evaluation.report import sheet
+from cascade.evaluation.report import sheet, stack
 from cascade.pipeline import Pipeline
 
 CROP = 64  # low-resolution pixels per Set14 crop
@@ -48,12 +48,7 @@ def rows(pipes: dict[str, Pipeline], inputs: list[tuple[np.ndarray, np.ndarray |
         if truth is not None:
             panels.append(("ground truth", truth))
         sheets.append(sheet([(c, np.stack([p] * 3, -1) if p.ndim == 2 else p) for c, p in panels]))
-    out = Image.new("RGB", (max(s.width for s in sheets), sum(s.height for s in sheets)), "white")
-    y = 0
-    for s in sheets:
-        out.paste(s, (0, y))
-        y += s.height
-    return out
+    return stack(sheets)
 
 
 def main() -> None:

@@ -200,3 +200,13 @@ def test_pix2pix_colorizer_in_a_pipeline():
     color = create_colorizer({"arch": "pix2pix_unet", "n_down": 5, "num_filters": 8})
     out = Pipeline(None, color, device="cpu", render_size=40)(photo((50, 40)))
     assert out.size == (50, 40) and out.mode == "RGB"
+
+
+def test_pix2pix_pipeline_saves_and_loads(tmp_path):
+    """An architecture without a pretrained encoder is saved without one (a `pretrained` key would not load)."""
+    color = create_colorizer({"arch": "pix2pix_unet", "n_down": 5, "num_filters": 8})
+    pipe = Pipeline(None, color, device="cpu", render_size=40)
+    pipe.save(tmp_path / "p2p")
+    loaded = Pipeline.from_pretrained(tmp_path / "p2p", device="cpu")
+    image = photo((50, 40))
+    assert np.array_equal(np.asarray(loaded(image)), np.asarray(pipe(image)))

@@ -21,6 +21,7 @@ from sr.losses import MissingWeights, PerceptualLoss, TimmFeatures, VGG19Feature
 RECIPES = [
     "configs/sr_msrresnet_x4_psnr.yaml",
     "configs/sr_srgan_x4.yaml",
+    "configs/color_lite0_unet.yaml",
     "configs/color_resnet18_unet.yaml",
     "configs/color_pix2pix_unet.yaml",
 ]
@@ -121,14 +122,18 @@ def test_recipe_numbers_follow_the_issue():
     psnr, gan = load_config(RECIPES[0]), load_config(RECIPES[1])
     assert (psnr.optim.lr, psnr.optim.betas, psnr.loss.pixel, psnr.data.crop) == (2e-4, (0.9, 0.99), 1.0, 128)
     assert (gan.loss.pixel, gan.loss.perceptual, gan.loss.gan, gan.optim.lr) == (1e-2, 1.0, 5e-3, 1e-4)
-    color = load_config(RECIPES[2])
-    assert (color.loss.pixel, color.optim.betas, color.data.crop, color.data.val_fraction) == (
-        100.0,
-        (0.5, 0.999),
-        256,
-        0.2,
-    )
-    assert 0 < color.train.pretrain_steps < color.train.steps
+    for recipe in RECIPES[2:]:
+        color = load_config(recipe)
+        assert (color.loss.pixel, color.loss.gan, color.optim.betas, color.data.crop) == (
+            100.0,
+            1.0,
+            (0.5, 0.999),
+            256,
+        )
+        assert 0 < color.train.pretrain_steps < color.train.steps
+    assert (
+        load_config("configs/color_resnet18_unet.yaml").data.val_fraction == 0.2
+    )  # the design's 80:20 split
 
 
 @pytest.mark.parametrize(

@@ -170,3 +170,13 @@ def sheet(panels: list[tuple[str, np.ndarray]]) -> Image.Image:
         draw.text((x + 3, 1), caption, fill="black")
         x += img.width
     return out
+
+
+def stack(rows: list[Image.Image]) -> Image.Image:
+    """Sheets one above the other, on white, as wide as the widest."""
+    out = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
+    y = 0
+    for r in rows:
+        out.paste(r, (0, y))
+        y += r.height
+    return out
