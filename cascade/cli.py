@@ -114,7 +114,7 @@ def run(
     except (NoBundledWeights, ConfigError, ValueError, OSError) as e:
         raise click.UsageError(str(e)) from None
     if weights is None and pipe.color is None and only != "sr":
-        _say("note: no colorization weights are bundled yet; the output stays gray", quiet=quiet)
+        _say("note: the bundled weights have no colorizer; the output stays gray", quiet=quiet)
     if not pipe.trained:
         _say(
             "warning: these weights are marked untrained (trained: false in pipeline.yaml); "

@@ -31,9 +31,8 @@ def test_bundled_sr_model_beats_bicubic(camera, sr_model):
     hr, lr = camera
     bicubic = psnr_y(gray_rgb8(bicubic_up(lr, 4)), hr, border=4)
     ours = psnr_y(restore(sr_model, lr), hr, border=4)
-    margin = {"psnr": 1.0, "gan": 0.5}[
-        sr_model
-    ]  # measured: +2.2 and +1.9 dB; the GAN model trades PSNR for texture
+    # measured: +2.2 and +1.9 dB; the GAN model trades PSNR for texture
+    margin = {"psnr": 1.0, "gan": 0.5}[sr_model]
     assert ours > bicubic + margin, (sr_model, ours, bicubic)
 
 
