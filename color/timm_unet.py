@@ -68,6 +68,9 @@ class TimmUNet(nn.Module):
         out_ch: output channels (2: ab normalized to [-1, 1]).
         decoder_channels: widths of the decoder levels, deepest first, one per encoder feature level
             (extra entries are ignored; missing ones repeat the last).
+        chroma_stride: 1 predicts ab at the input's resolution; 2 or 4 stops the decoder that many times
+            coarser and upsamples the ab bilinearly: chroma is smooth, and the decoder's last, full-resolution
+            levels are its most expensive.
     """
 
     def __init__(
@@ -77,8 +80,11 @@ class TimmUNet(nn.Module):
         in_ch: int = 1,
         out_ch: int = 2,
         decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
+        chroma_stride: int = 1,
     ):
         super().__init__()
+        if chroma_stride not in (1, 2, 4):
+            raise ValueError(f"chroma_stride must be 1, 2 or 4, not {chroma_stride}")
         self.encoder = create_encoder(encoder, pretrained, in_ch)
         info = self.encoder.feature_info
         enc_ch, reductions = info.channels(), info.reduction()
@@ -92,8 +98,10 @@ class TimmUNet(nn.Module):
         widths = list(decoder_channels[: len(enc_ch)])
         widths += [widths[-1]] * (len(enc_ch) - len(widths))
         skips = enc_ch[-2::-1] + [in_ch]  # shallower features, then the input itself
+        # the decoder's levels end at the reductions of those skips; keep those down to chroma_stride
+        self.levels = sum(1 for r in reductions[-2::-1] + [1] if r >= chroma_stride)
         blocks, ch = [], enc_ch[-1]
-        for width, skip in zip(widths, skips):
+        for width, skip in list(zip(widths, skips))[: self.levels]:
             blocks.append(ConvBlock(ch + skip, width))
             ch = width
         self.decoder = nn.ModuleList(blocks)
@@ -107,4 +115,7 @@ class TimmUNet(nn.Module):
         for block, skip in zip(self.decoder, skips):
             y = F.interpolate(y, size=skip.shape[-2:], mode="nearest")
             y = block(torch.cat([y, skip], dim=1))
-        return torch.tanh(self.head(y))
+        y = torch.tanh(self.head(y))
+        if y.shape[-2:] != x.shape[-2:]:
+            y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return y

@@ -78,7 +78,10 @@ class LossConfig:
     """Weights of the generator's loss terms (0 turns a term off).
 
     Args:
-        pixel: L1 between output and target (the color recipe's lambda is 100).
+        pixel: weight of the pixel loss between output and target (the color recipe's lambda is 100).
+        pixel_loss: l1 (the recipes'), mse (rewards the mean where the target is uncertain, which is what PSNR
+            scores) or huber (mse below ``huber_delta``, l1 above).
+        huber_delta: where huber turns from quadratic to linear, in the network's output units.
         perceptual: feature L1 of an ImageNet network (SR GAN recipe).
         gan: adversarial term; needs a ``discriminator`` section.
         perceptual_net: ``vgg19`` (the papers') or a timm model name such as ``tf_efficientnet_lite0``.
@@ -89,6 +92,8 @@ class LossConfig:
     """
 
     pixel: float = 1.0
+    pixel_loss: Literal["l1", "mse", "huber"] = "l1"
+    huber_delta: float = 0.1
     perceptual: float = 0.0
     gan: float = 0.0
     perceptual_net: str = "vgg19"
@@ -105,6 +110,8 @@ class LoopConfig:
         steps: optimizer steps in all (the schedule spans them).
         pretrain_steps: generator-only steps (pixel and perceptual terms) before the GAN term and the
             discriminator join (the color recipe's L1 pre-training).
+        freeze_encoder_steps: steps at the start during which a pretrained encoder (the generator's
+            ``encoder``) is not trained: no backward through it, so those steps are faster.
         ema: decay of the exponential moving average of the generator's weights, reached after a warm-up
             (timm's ModelEmaV3, power 3/4: 0.999 at about 10k steps); null: no EMA. The EMA weights are what
             gets validated and exported.
@@ -121,6 +128,7 @@ class LoopConfig:
 
     steps: int = 1000
     pretrain_steps: int = 0
+    freeze_encoder_steps: int = 0
     ema: float | None = 0.999
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = False
@@ -194,6 +202,10 @@ def _check_consistency(cfg: TrainConfig, where: str) -> None:
         raise ConfigError(f"{where}: data.short_side ({d.short_side}) is smaller than data.crop ({d.crop})")
     if cfg.stage == "color" and loss.perceptual > 0:
         raise ConfigError(f"{where}: the perceptual loss is for the SR stage")
+    if loss.huber_delta <= 0:
+        raise ConfigError(f"{where}: loss.huber_delta must be > 0, got {loss.huber_delta}")
+    if t.freeze_encoder_steps < 0:
+        raise ConfigError(f"{where}: train.freeze_encoder_steps must be >= 0, got {t.freeze_encoder_steps}")
     if loss.perceptual_jitter < 0:
         raise ConfigError(f"{where}: loss.perceptual_jitter must be >= 0, got {loss.perceptual_jitter}")
     disc = cfg.discriminator or {}

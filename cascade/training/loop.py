@@ -93,6 +93,18 @@ def load_init(generator: nn.Module, path: str | Path, stage: str) -> None:
         ) from None
 
 
+def _freezable(generator: nn.Module, steps: int, distributed: bool) -> nn.Module | None:
+    """The part of ``generator`` that ``train.freeze_encoder_steps`` holds still, or None."""
+    if steps == 0:
+        return None
+    encoder = getattr(generator, "encoder", None)
+    if not isinstance(encoder, nn.Module):
+        raise ConfigError("train.freeze_encoder_steps: this generator has no pretrained encoder to freeze")
+    if distributed:  # DDP fixes the set of trained parameters when it wraps the model
+        raise ConfigError("train.freeze_encoder_steps is not supported with torchrun; set it to 0")
+    return encoder
+
+
 def _autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
@@ -143,6 +155,7 @@ def train(
             raise ConfigError(f"{name} ({size}) must be a multiple of the SR scale ({scale})")
     memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
     generator.to(device, memory_format=memory_format)
+    frozen_part = _freezable(generator, t.freeze_encoder_steps, procs.distributed)
     if disc is not None:
         disc.to(device, memory_format=memory_format)
     ema = None
@@ -278,6 +291,8 @@ def train(
         for group in opt_g.param_groups:
             group["lr"] = lr_g
         gan_on = disc is not None and step >= t.pretrain_steps and cfg.loss.gan > 0
+        if frozen_part is not None:
+            frozen_part.requires_grad_(step >= t.freeze_encoder_steps)
 
         # Batch: crops and augmentation on the device.
         crops = sampler.augment(sampler.sample(d.batch_size), d.flips, d.rotations)

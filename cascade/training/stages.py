@@ -37,6 +37,15 @@ def build_perceptual(loss: LossConfig, cache_dir: Path) -> nn.Module:
     return PerceptualLoss(features, loss.perceptual_layers, jitter=loss.perceptual_jitter)
 
 
+def pixel_loss(out: torch.Tensor, target: torch.Tensor, loss: LossConfig) -> torch.Tensor:
+    """The recipe's pixel term, unweighted: L1, MSE or Huber."""
+    if loss.pixel_loss == "mse":
+        return F.mse_loss(out, target)
+    if loss.pixel_loss == "huber":
+        return F.huber_loss(out, target, delta=loss.huber_delta)
+    return F.l1_loss(out, target)
+
+
 def _batched(fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
@@ -75,7 +84,7 @@ class SRStage:
         return matlab_downscale(hr, self.scale, self.cfg.data.quantize_lr), hr
 
     def losses(self, out: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        terms = {"pixel": self.cfg.loss.pixel * F.l1_loss(out, target)}
+        terms = {"pixel": self.cfg.loss.pixel * pixel_loss(out, target, self.cfg.loss)}
         if self.perceptual is not None:
             terms["perceptual"] = self.cfg.loss.perceptual * self.perceptual(out.float(), target)
         return terms
@@ -112,7 +121,7 @@ class ColorStage:
     """
 
     best_metric = "psnr"
-    val_metrics = ["psnr", "colorfulness", "colorfulness_gt", "delta_colorfulness"]
+    val_metrics = ["psnr", "psnr_gray", "colorfulness", "colorfulness_gt", "delta_colorfulness"]
     loss_terms = ["pixel"]
     scale = 1
 
@@ -128,7 +137,7 @@ class ColorStage:
         return normalize_lab(lab, channel_axis=1)
 
     def losses(self, out: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"pixel": self.cfg.loss.pixel * F.l1_loss(out, target)}
+        return {"pixel": self.cfg.loss.pixel * pixel_loss(out, target, self.cfg.loss)}
 
     def judged(self, inp: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
         return torch.cat([inp, img.to(inp.dtype)], 1)  # the PatchGAN sees the whole Lab image
@@ -137,7 +146,8 @@ class ColorStage:
     def validate(
         self, model: nn.Module, crops: torch.Tensor, batch_size: int, n_show: int
     ) -> tuple[dict[str, float], torch.Tensor]:
-        """PSNR on RGB, colorfulness of outputs and of ground truth; grid rows: gray | output | target."""
+        """PSNR on RGB (and the gray input's, the baseline to beat), colorfulness of outputs and of ground
+        truth; grid rows: gray | output | target."""
         from basicsr.metrics.psnr_ssim import calculate_psnr_pt
 
         L, _ = self.make_batch(crops)
@@ -146,12 +156,14 @@ class ColorStage:
         out = (out * 255).round() / 255
         target = crops.float() / 255
         cf_out, cf_target = colorfulness(out), colorfulness(target)
+        gray = lab_to_rgb(denormalize_lab(L, torch.zeros_like(ab), channel_axis=1))
+        gray = (gray * 255).round() / 255
         metrics = {
             "psnr": calculate_psnr_pt(out, target, crop_border=0).mean().item(),
+            "psnr_gray": calculate_psnr_pt(gray, target, crop_border=0).mean().item(),
             "colorfulness": cf_out.mean().item(),
             "colorfulness_gt": cf_target.mean().item(),
             "delta_colorfulness": (cf_out - cf_target).abs().mean().item(),
         }
-        gray = lab_to_rgb(denormalize_lab(L, torch.zeros_like(ab), channel_axis=1))
         grid = torch.stack([gray[:n_show], out[:n_show], target[:n_show]], 1).flatten(0, 1)
         return metrics, grid
