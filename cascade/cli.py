@@ -10,6 +10,7 @@ import click
 from PIL import Image
 from tqdm import tqdm
 
+from cascade.cli_types import FiniteFloat
 from cascade.config import ConfigError, load_yaml
 from cascade.folder import RunError
 from cascade.imageio import DEFAULT_MAX_PIXELS, FORMATS
@@ -31,9 +32,7 @@ def cli() -> None:
 @click.option(
     "--weights", type=click.Path(exists=True, path_type=Path), help="Pipeline folder (default: bundled)."
 )
-@click.option(
-    "--scale", type=click.FloatRange(min=0, min_open=True), help="Output scale [default: the model's]."
-)
+@click.option("--scale", type=FiniteFloat(min=0, min_open=True), help="Output scale [default: the model's].")
 @click.option("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
 @click.option(
     "--dtype", type=click.Choice(DTYPE_NAMES), default="fp32", help="Network precision; fp16 on GPU only."
@@ -68,7 +67,7 @@ def cli() -> None:
 )
 @click.option(
     "--max-megapixels",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=DEFAULT_MAX_PIXELS / 1e6,
     help="Refuse larger inputs (decompression-bomb guard).",
 )

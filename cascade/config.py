@@ -21,12 +21,32 @@ class ConfigError(ValueError):
     """A config file or dict that cannot be used; the message says where and why."""
 
 
+MAX_CONFIG_BYTES = 1 << 20  # recipes and pipeline files are a few kB
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """safe_load without aliases (``*name``): nothing in cascade's configs needs them, and nested aliases
+    expand exponentially (the "billion laughs" file that exhausts memory)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed", mark)
+        return super().compose_node(parent, index)
+
+
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size:,} bytes is too large for a config file")
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # noqa: S506 (safe loader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text (UTF-8 YAML) file") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):

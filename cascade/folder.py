@@ -11,15 +11,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PIL import Image
 from tqdm import tqdm
 
-from cascade.imageio import FORMATS, GrayImage, ImageError, read_gray, write_image
+from cascade.atomic import remove_abandoned_temps
+from cascade.imageio import (
+    FORMATS,
+    IMAGE_SUFFIXES,
+    REFUSED_SUFFIXES,
+    GrayImage,
+    ImageError,
+    check_scale,
+    is_writable_folder,
+    read_gray,
+    write_image,
+)
 
 if TYPE_CHECKING:
     from cascade.pipeline import Pipeline
 
-IMAGE_SUFFIXES = frozenset(Image.registered_extensions())  # every extension a Pillow decoder claims
+# refused formats are listed too, to be reported with the reason
+INPUT_SUFFIXES = IMAGE_SUFFIXES | REFUSED_SUFFIXES
 PREFETCH = 4  # images decoded ahead of the one being restored
 
 
@@ -47,28 +58,87 @@ class RunReport:
         return not self.failed
 
 
-def find_inputs(in_dir: Path, out_dir: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
+@dataclass
+class Listing:
+    """What a folder holds: image files (by name; whether each can be read is found out when it is read),
+    the other files, and what could not be looked into or was left out, with the reason."""
+
+    images: list[Path] = field(default_factory=list)
+    others: list[Path] = field(default_factory=list)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # folders that could not be listed
+    left_out: list[tuple[Path, str]] = field(default_factory=list)  # folders not entered, and why
+
+
+def find_inputs(in_dir: Path, out_dir: Path, recursive: bool) -> Listing:
     """Image files under ``in_dir`` (sorted), and the other files; hidden files and ``out_dir`` are left out,
-    so an output folder inside the input folder is never read back as input."""
-    if in_dir.is_file():
-        return [in_dir], []
-    out_resolved = out_dir.resolve()
-    images, others = [], []
-    walker = (
-        os.walk(in_dir)
-        if recursive
-        else [(str(in_dir), [], [e.name for e in os.scandir(in_dir) if e.is_file()])]
-    )
+    so an output folder inside the input folder is never read back as input. Entries that are not regular
+    files (dangling links, FIFOs, devices, link loops) are listed by their name like any other and refused
+    when read, so that none of them is skipped without a word."""
+    listing = Listing()
+    if not in_dir.is_dir():
+        listing.images.append(in_dir)
+        return listing
+    out_resolved = _resolved(out_dir)
+    walker = os.walk(in_dir, onerror=lambda e: listing.unreadable.append((Path(e.filename), _reason(e))))
+    if not recursive:
+        walker = _top_level(in_dir, listing)
     for root, dirs, files in walker:
-        dirs[:] = sorted(
-            d for d in dirs if not d.startswith(".") and (Path(root) / d).resolve() != out_resolved
-        )
+        kept = []
+        for d in sorted(dirs):
+            sub = Path(root) / d
+            if d.startswith("."):
+                continue
+            if _resolved(sub) == out_resolved:
+                _note_output_folder(sub, listing)
+            elif sub.is_symlink():
+                listing.left_out.append((sub, "a symbolic link to a folder: not followed (it could loop)"))
+            else:
+                kept.append(d)
+        dirs[:] = kept
         for name in sorted(files):
             if name.startswith("."):
                 continue
             path = Path(root) / name
-            (images if path.suffix.lower() in IMAGE_SUFFIXES else others).append(path)
-    return images, others
+            (listing.images if path.suffix.lower() in INPUT_SUFFIXES else listing.others).append(path)
+    return listing
+
+
+def _top_level(folder: Path, listing: Listing) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``in_dir``'s own entries in the shape of one ``os.walk`` step: folders are not entered (no -r)."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as e:
+        listing.unreadable.append((folder, _reason(e)))
+        return
+    files = [e.name for e in entries if not _is_dir(e)]
+    yield str(folder), [], files
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symbolic link loop: not a folder; reading it will say what it is
+        return False
+
+
+def _note_output_folder(sub: Path, listing: Listing) -> None:
+    try:
+        images = sum(1 for e in os.scandir(sub) if Path(e.name).suffix.lower() in INPUT_SUFFIXES)
+    except OSError:
+        images = 0
+    if images:
+        listing.left_out.append((sub, f"the output folder: its {images} image file(s) are not read as input"))
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symbolic link loop
+        return path.absolute()
+
+
+def _reason(e: OSError) -> str:
+    return f"could not list this folder ({e.strerror or e})"
 
 
 def plan_jobs(
@@ -82,15 +152,20 @@ def plan_jobs(
     report: RunReport,
 ) -> list[Job]:
     """Map each input to its output (same relative folder and stem, new extension); refuse collisions."""
-    images, report.ignored = find_inputs(in_dir, out_dir, recursive)
-    base = in_dir.parent if in_dir.is_file() else in_dir
-    inputs = {p.resolve() for p in images}
+    listing = find_inputs(in_dir, out_dir, recursive)
+    report.ignored = listing.others
+    report.failed += [(p.relative_to(in_dir), reason) for p, reason in listing.unreadable]
+    report.notes += [(p.relative_to(in_dir), reason) for p, reason in listing.left_out]
+    base = in_dir if in_dir.is_dir() else in_dir.parent
+    inputs = {_resolved(p) for p in listing.images}
     jobs, taken, existing = [], {}, []
-    for src in images:
+    for src in listing.images:
         rel = src.relative_to(base)
         dst = out_dir / rel.parent / f"{rel.stem}.{fmt}"
-        key = dst.resolve()
+        key = _resolved(dst)
         if key in inputs:
+            if not in_dir.is_dir():
+                raise RunError(f"the output {dst} would overwrite the input {src}; choose another OUT_DIR")
             report.failed.append(
                 (rel, f"its output {dst} would overwrite an input file; choose another OUT_DIR")
             )
@@ -134,9 +209,12 @@ def run_folder(
         raise RunError(f"unknown output format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     if skip_existing and overwrite:
         raise RunError("--skip-existing and --overwrite contradict each other; pass one")
-    if not in_dir.exists():
-        raise RunError(f"{in_dir}: no such file or folder")
-    if in_dir.is_dir() and in_dir.resolve() == out_dir.resolve():
+    try:
+        scale = check_scale(scale)
+    except (TypeError, ValueError) as e:
+        raise RunError(str(e)) from None
+    _check_input(in_dir)
+    if in_dir.is_dir() and _resolved(in_dir) == _resolved(out_dir):
         raise RunError(f"the output folder is the input folder ({in_dir}); choose another OUT_DIR")
     report = RunReport()
     jobs = plan_jobs(
@@ -148,11 +226,21 @@ def run_folder(
         overwrite=overwrite,
         report=report,
     )
+    if jobs:
+        problem = is_writable_folder(out_dir)
+        if problem:
+            raise RunError(f"cannot write into {out_dir}: {problem}")
 
     def note(rel: Path, text: str) -> None:
         report.notes.append((rel, text))
         if on_note:
             on_note(rel, text)
+
+    planned, report.notes = report.notes, []
+    for rel, text in planned:
+        note(rel, text)
+    for stale in remove_abandoned_temps(out_dir, recursive):
+        note(stale.relative_to(out_dir), "removed: a temporary file an interrupted run left")
 
     def fail(rel: Path, reason: str) -> None:
         report.failed.append((rel, reason))
@@ -171,6 +259,11 @@ def run_folder(
                     for text in fut.result():
                         note(job.rel, text)
                     report.processed.append(job.rel)
+                except FileExistsError as e:  # another run wrote it since this one planned
+                    if skip_existing:
+                        report.skipped.append(job.rel)
+                    else:
+                        fail(job.rel, f"not written: {e}; pass --overwrite to replace it")
                 except (OSError, ValueError) as e:  # disk full, permissions, an encoder refusing the image
                     fail(job.rel, f"could not write {job.dst}: {e}")
                 bar.update()
@@ -178,19 +271,42 @@ def run_folder(
         for batch in _decoded_batches(jobs, pipe.batch_size, pipe.max_pixels, decoder, fail, bar):
             try:
                 outputs = pipe.restore([gray for _, gray in batch], scale)
-            except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image
+            except (RuntimeError, MemoryError, ValueError) as e:  # out of memory on a huge image, above all
+                hint = " (try a smaller --tile)" if _out_of_memory(e) else ""
                 for job, _ in batch:
-                    fail(job.rel, f"{e.__class__.__name__}: {str(e).splitlines()[0]} (try a smaller --tile)")
+                    fail(job.rel, f"{e.__class__.__name__}: {str(e).splitlines()[0]}{hint}")
                     bar.update()
                 continue
             for (job, gray), img in zip(batch, outputs):
                 for text in gray.notes:
                     note(job.rel, text)
-                writes.append((job, encoder.submit(write_image, img, job.dst, fmt, quality)))
+                write = encoder.submit(write_image, img, job.dst, fmt, quality, overwrite)
+                writes.append((job, write))
             finish_writes(keep=2)  # bounded: a slow disk holds back the networks rather than filling memory
         finish_writes(keep=0)
     bar.close()
     return report
+
+
+def _check_input(in_dir: Path) -> None:
+    """LOWRES_DIR must be a folder or one image file; anything else is a usage error before any work."""
+    import stat
+
+    try:
+        mode = in_dir.stat().st_mode
+    except FileNotFoundError:
+        raise RunError(f"{in_dir}: no such file or folder") from None
+    except OSError as e:
+        raise RunError(f"{in_dir}: cannot be opened ({e.strerror or e})") from None
+    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        raise RunError(f"{in_dir}: neither a folder nor a regular file (a FIFO or a device?)")
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or any(
+        words in text for words in ("out of memory", "can't allocate", "not enough memory")
+    )
 
 
 def _decoded_batches(

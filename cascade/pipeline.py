@@ -15,16 +15,24 @@ from torch import nn
 
 from cascade.devices import DTYPES, resolve_device, resolve_dtype
 from cascade.folder import RunReport, run_folder
-from cascade.imageio import DEFAULT_MAX_PIXELS, GrayImage, array_to_gray, pil_to_gray, read_gray
+from cascade.imageio import (
+    DEFAULT_MAX_PIXELS,
+    GrayImage,
+    array_to_gray,
+    check_scale,
+    pil_to_gray,
+    read_gray,
+)
 from cascade.inference import gray_to_rgb8, join_chroma, predict_chroma, upscale
 from cascade.models import sr_scale
-from cascade.weights import load_pipeline, save_pipeline
+from cascade.weights import STAGES, load_pipeline, save_pipeline
 
 BUNDLED = Path(__file__).parent / "pretrained" / "default"
 # The bundled SR models share one folder (and its colorizer); each has its own pipeline file. The PSNR model is
 # the default while the GAN model, trained on a CPU only, is less natural than it (reports/sr_x4.md).
 BUNDLED_SR_MODELS = {"psnr": "pipeline.yaml", "gan": "pipeline_gan.yaml"}
 DEFAULT_SR_MODEL = "psnr"
+MAX_OUTPUT_PIXELS = 4 * 10**9  # 12 GB of RGB: anything larger is a mistake in the scale, not a photograph
 GPU_ACCUMULATE_PIXELS = 2**26  # outputs up to 64 MP are assembled on the GPU, larger ones in host memory
 
 
@@ -80,6 +88,14 @@ class Pipeline:
     ):
         if sr is None and color is None:
             raise ValueError("a Pipeline needs at least one stage (sr or color)")
+        for name, value, low in (
+            ("tile", tile, 1),
+            ("tile_overlap", tile_overlap, 0),
+            ("render_size", render_size, 8),
+            ("batch_size", batch_size, 1),
+            ("max_pixels", max_pixels, 1),
+        ):
+            _check_int(name, value, low, optional=name != "tile_overlap")
         if tile is not None and tile < 2 * tile_overlap + 16:
             raise ValueError(
                 f"tile {tile} is too small for an overlap of {tile_overlap}; use a tile of 64 or more"
@@ -138,7 +154,7 @@ class Pipeline:
     def only(self, stage: str) -> Pipeline:
         """A pipeline that runs one stage (``"sr"`` or ``"color"``) of this one, sharing its models and
         settings: to score each stage alone without loading the weights twice."""
-        if stage not in ("sr", "color"):
+        if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; choose sr or color")
         if getattr(self, stage) is None:
             raise ValueError(f"this pipeline has no {stage} stage")
@@ -164,18 +180,28 @@ class Pipeline:
             return read_gray(image, self.max_pixels)
         if isinstance(image, Image.Image):
             return pil_to_gray(image)
-        if isinstance(image, torch.Tensor):
+        if isinstance(image, torch.Tensor):  # (C, H, W), (1, C, H, W) or (H, W), torch's layout
             t = image.detach().cpu()
+            t = t.float() if t.dtype in (torch.bfloat16, torch.float16) else t  # numpy has no bfloat16
             t = t.squeeze(0) if t.ndim == 4 else t
-            image = t.permute(1, 2, 0).numpy() if t.ndim == 3 else t.numpy()
+            return array_to_gray(
+                t.permute(1, 2, 0).numpy() if t.ndim == 3 else t.numpy(), channels_last=False
+            )
         if isinstance(image, np.ndarray):
             return array_to_gray(image)
         raise TypeError(f"cannot restore a {type(image).__name__}; give a PIL image, array, tensor or path")
 
     def output_size(self, size: tuple[int, int], scale: float | None = None) -> tuple[int, int]:
         """(W, H) of the result for an input of ``size`` (W, H)."""
+        scale = check_scale(scale)
         s = self.scale if scale is None else scale
-        return max(1, round(size[0] * s)), max(1, round(size[1] * s))
+        W, H = max(1, round(size[0] * s)), max(1, round(size[1] * s))
+        if W * H > MAX_OUTPUT_PIXELS:
+            raise ValueError(
+                f"a {size[0]}x{size[1]} input at scale {s:g} would be {W}x{H}, over {MAX_OUTPUT_PIXELS / 1e9:g} "
+                "gigapixels; choose a smaller scale"
+            )
+        return W, H
 
     def restore(self, images: Sequence[GrayImage], scale: float | None = None) -> list[Image.Image]:
         """Restore several images; same-sized ones share forward passes (``batch_size`` at a time)."""
@@ -229,6 +255,15 @@ class Pipeline:
     def run_dir(self, in_dir: str | Path, out_dir: str | Path, **options) -> RunReport:
         """Restore every image under ``in_dir`` into ``out_dir`` (see ``cascade.folder.run_folder``)."""
         return run_folder(self, in_dir, out_dir, **options)
+
+
+def _check_int(name: str, value: object, low: int, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(
+            f"{name} must be a whole number of at least {low}{' or None' if optional else ''}, not {value!r}"
+        )
 
 
 def _attach_alpha(rgb: Image.Image, alpha: np.ndarray | None) -> Image.Image:

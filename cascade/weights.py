@@ -3,12 +3,14 @@ file of weights per stage beside it. Nothing is unpickled, so a downloaded folde
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -21,6 +23,8 @@ CONFIG_NAME = "pipeline.yaml"
 STAGES = ("sr", "color")
 _TOP_KEYS = {"format", "trained", "description", *STAGES}
 _STAGE_KEYS = {"model", "weights", "render_size"}
+MAX_PARAMETERS = 500_000_000  # 2 GB in fp32, 30x Real-ESRGAN's RRDBNet: larger is a broken or hostile config
+RENDER_SIZES = (8, 16384)  # the colorizer's short side, in pixels
 
 
 @dataclass
@@ -36,6 +40,11 @@ def _config_path(path: str | Path) -> Path:
     path = Path(path).expanduser()
     if path.is_dir():
         path = path / CONFIG_NAME
+    elif path.is_file() and path.suffix.lower() not in (".yaml", ".yml"):
+        raise ConfigError(
+            f"{path}: a pipeline is a folder holding {CONFIG_NAME} and .safetensors files (or that "
+            f"{CONFIG_NAME}); this is a {path.suffix or 'plain'} file"
+        )
     if not path.is_file():
         raise ConfigError(
             f"{path}: no pipeline here (a pipeline folder holds {CONFIG_NAME} and .safetensors files)"
@@ -45,6 +54,8 @@ def _config_path(path: str | Path) -> Path:
 
 def load_pipeline(path: str | Path, only: str | None = None) -> LoadedPipeline:
     """Build the stages a pipeline folder describes and load their weights; ``only`` keeps one stage."""
+    if only is not None and only not in STAGES:
+        raise ValueError(f"only must be one of {', '.join(STAGES)} (or None for both), not {only!r}")
     cfg_path = _config_path(path)
     cfg = load_yaml(cfg_path)
     where = str(cfg_path)
@@ -68,13 +79,21 @@ def load_pipeline(path: str | Path, only: str | None = None) -> LoadedPipeline:
         raise ConfigError(f"{where}: has no {only!r} stage to run alone")
     if models["sr"] is None and models["color"] is None:
         raise ConfigError(f"{where}: describes no stage (needs an 'sr' or a 'color' section)")
-    render_size = (cfg.get("color") or {}).get("render_size", 256)
+    for key, kind in (("trained", bool), ("description", str)):
+        if key in cfg and not isinstance(cfg[key], kind):
+            raise ConfigError(f"{where}: {key} must be a {kind.__name__}, not {cfg[key]!r}")
+    render_size = _render_size((cfg.get("color") or {}).get("render_size", 256), where)
     return LoadedPipeline(
-        models["sr"],
-        models["color"],
-        render_size,
-        bool(cfg.get("trained", False)),
-        str(cfg.get("description", "")),
+        models["sr"], models["color"], render_size, cfg.get("trained", False), cfg.get("description", "")
+    )
+
+
+def _render_size(value: Any, where: str) -> int | None:
+    low, high = RENDER_SIZES
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
+        return value
+    raise ConfigError(
+        f"{where} [color]: render_size must be a whole number from {low} to {high} or null, not {value!r}"
     )
 
 
@@ -87,34 +106,48 @@ def _load_stage(folder: Path, stage: str, section: Any, where: str) -> nn.Module
         raise ConfigError(
             f"{where}: unknown key {', '.join(unknown)}; valid keys: {', '.join(sorted(_STAGE_KEYS))}"
         )
+    if not isinstance(section["model"], dict) or not isinstance(section["model"].get("arch"), str):
+        raise ConfigError(f"{where}: model must be a mapping with an 'arch' name, not {section['model']!r}")
     model_cfg = dict(section["model"])
-    if stage == "color":
-        if "pretrained" in model_cfg:
-            model_cfg["pretrained"] = None  # the saved weights replace any pretrained encoder: never download
-        model = create_colorizer(model_cfg)
-    else:
-        model = create_sr_generator(model_cfg)
-    weights = folder / section["weights"]
-    if not weights.is_file():
-        raise ConfigError(f"{where}: weights file {weights} is missing")
+    if stage == "color" and "pretrained" in model_cfg:
+        model_cfg["pretrained"] = None  # the saved weights replace any pretrained encoder: never download
+    create = create_colorizer if stage == "color" else create_sr_generator
+    weights = _weights_file(folder, section["weights"], where)
+    with torch.device("meta"):  # shapes only: a config asking for terabytes allocates nothing
+        shapes = {k: tuple(v.shape) for k, v in create(model_cfg).state_dict().items()}
+    n_params = sum(math.prod(shape) for shape in shapes.values())
+    if n_params > MAX_PARAMETERS:
+        raise ConfigError(
+            f"{where}: the model would have {n_params / 1e6:,.0f} M parameters, over the {MAX_PARAMETERS / 1e6:,.0f} M "
+            "that any cascade model needs; check its options"
+        )
     try:
-        state = load_file(weights)
+        with safe_open(weights, "pt") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
     except Exception as e:  # safetensors raises its own error types for damaged files
         raise ConfigError(f"{weights}: not a readable safetensors file ({e})") from None
-    missing, unexpected = _mismatch(model.state_dict(), state)
+    missing = [k for k in shapes if stored.get(k) != shapes[k]]
+    unexpected = [k for k in stored if k not in shapes]
     if missing or unexpected:
         raise ConfigError(
-            f"{weights}: does not fit the {section['model'].get('arch')} model its config describes "
+            f"{weights}: does not fit the {model_cfg['arch']} model its config describes "
             f"({len(missing)} missing tensors, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]})"
         )
-    model.load_state_dict(state)
+    model = create(model_cfg)
+    model.load_state_dict(load_file(weights))
     return model.eval()
 
 
-def _mismatch(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
-    missing = [k for k in expected if k not in got or got[k].shape != expected[k].shape]
-    unexpected = [k for k in got if k not in expected]
-    return missing, unexpected
+def _weights_file(folder: Path, name: Any, where: str) -> Path:
+    """The weights file a stage names: a .safetensors file inside the pipeline folder."""
+    if not isinstance(name, str) or not name.endswith(".safetensors"):
+        raise ConfigError(f"{where}: weights must name a .safetensors file in the folder, not {name!r}")
+    weights = folder / name
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ConfigError(f"{where}: weights {name!r} must be a file inside the pipeline folder")
+    if not weights.is_file():
+        raise ConfigError(f"{where}: weights file {weights} is missing")
+    return weights
 
 
 def save_pipeline(

@@ -10,8 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from cascade.folder import IMAGE_SUFFIXES
-from cascade.imageio import array_to_gray
+from cascade.imageio import IMAGE_SUFFIXES, array_to_gray, open_image
 
 GRAY_TOLERANCE = 2  # channels within this many levels of their mean: a gray picture (JPEG noise aside)
 
@@ -26,7 +25,7 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def read_rgb(path: str | Path) -> np.ndarray:
     """Ground truth as (H, W, 3) uint8 RGB; gray files become three equal channels, EXIF rotation applied."""
-    with Image.open(path) as img:
+    with open_image(path) as img:
         return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
 
 

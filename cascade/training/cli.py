@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from cascade.cli_types import FiniteFloat
 from cascade.config import ConfigError
 
 _DATA_HELP = "Training images: a folder (searched recursively; repeat for several) or one .pack file."
@@ -59,7 +60,7 @@ def _train_command(stage: str):
     @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
     @click.option(
         "--max-minutes",
-        type=click.FloatRange(min=0, min_open=True),
+        type=FiniteFloat(min=0, min_open=True),
         help="Stop after this wall-clock time (checkpoint and export first).",
     )
     @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from cascade.atomic import atomic_path
 from cascade.config import ConfigError
 from cascade.folder import find_inputs
+from cascade.imageio import open_image
 
 PACK_FORMAT = "cascade-pack/1"
 PACK_SUFFIX = ".pack"
@@ -64,7 +65,7 @@ def prepare(img: Image.Image, mode: str, short_side: int | None, upscale: bool =
 def _decode(source: Path | bytes, mode: str, short_side: int | None, upscale: bool) -> np.ndarray | str:
     """An image prepared for training, or the reason it cannot be used."""
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+        with open_image(source) as img:
             arr = prepare(img, mode, short_side, upscale)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         return f"not a readable image ({type(e).__name__})"
@@ -103,7 +104,7 @@ def list_images(folders: Sequence[Path]) -> list[Path]:
     for folder in folders:
         if not folder.exists():
             raise ConfigError(f"{folder}: no such folder")
-        found += find_inputs(folder, folder / ".no-output", recursive=True)[0]
+        found += find_inputs(folder, folder / ".no-output", recursive=True).images
     return found
 
 

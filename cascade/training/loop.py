@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from cascade.atomic import remove_abandoned_temps
 from cascade.config import ConfigError
 from cascade.imagenet_weights import resolve_pretrained
 from cascade.models import (
@@ -126,6 +127,9 @@ def train(
     started = time.monotonic()
     out = Path(out).expanduser()
     procs = distributed.start(cfg.train.device)
+    if procs.main:
+        for stale in remove_abandoned_temps(out):  # a partial checkpoint or export of a killed run
+            warnings.warn(f"removed {stale}: a temporary file an interrupted run left", stacklevel=2)
     device, t, d = procs.device, cfg.train, cfg.data
     if t.precision == "fp16" and device.type != "cuda":
         raise ConfigError("train.precision fp16 needs a CUDA GPU; use bf16 or fp32 here")
