@@ -146,6 +146,8 @@ def run(
             ", ..." if len(report.ignored) > 3 else ""
         )
         summary += f"; ignored {len(report.ignored)} non-image file(s) ({names})"
+    if report.not_searched:
+        summary += f"; {len(report.not_searched)} sub-folder(s) not searched (pass -r to restore them too)"
     _say(f"{summary} -> {out_dir}", quiet)
     for rel, reason in report.failed:
         _say(f"  failed {rel}: {reason}", quiet=False)

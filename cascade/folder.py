@@ -50,6 +50,7 @@ class RunReport:
     processed: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)  # outputs that already existed (--skip-existing)
     ignored: list[Path] = field(default_factory=list)  # files that are not images by their name
+    not_searched: list[Path] = field(default_factory=list)  # sub-folders, when not recursive
     failed: list[tuple[Path, str]] = field(default_factory=list)
     notes: list[tuple[Path, str]] = field(default_factory=list)
 
@@ -67,6 +68,7 @@ class Listing:
     others: list[Path] = field(default_factory=list)
     unreadable: list[tuple[Path, str]] = field(default_factory=list)  # folders that could not be listed
     left_out: list[tuple[Path, str]] = field(default_factory=list)  # folders not entered, and why
+    not_searched: list[Path] = field(default_factory=list)  # sub-folders of a run without -r
 
 
 def find_inputs(in_dir: Path, out_dir: Path, recursive: bool) -> Listing:
@@ -100,6 +102,7 @@ def find_inputs(in_dir: Path, out_dir: Path, recursive: bool) -> Listing:
                 continue
             path = Path(root) / name
             (listing.images if path.suffix.lower() in INPUT_SUFFIXES else listing.others).append(path)
+    listing.not_searched = [p for p in listing.not_searched if _resolved(p) != out_resolved]
     return listing
 
 
@@ -110,8 +113,8 @@ def _top_level(folder: Path, listing: Listing) -> Iterator[tuple[str, list[str],
     except OSError as e:
         listing.unreadable.append((folder, _reason(e)))
         return
-    files = [e.name for e in entries if not _is_dir(e)]
-    yield str(folder), [], files
+    listing.not_searched += sorted(Path(e.path) for e in entries if _is_dir(e) and not e.name.startswith("."))
+    yield str(folder), [], [e.name for e in entries if not _is_dir(e)]
 
 
 def _is_dir(entry: os.DirEntry) -> bool:
@@ -154,6 +157,7 @@ def plan_jobs(
     """Map each input to its output (same relative folder and stem, new extension); refuse collisions."""
     listing = find_inputs(in_dir, out_dir, recursive)
     report.ignored = listing.others
+    report.not_searched = [p.relative_to(in_dir) for p in listing.not_searched]
     report.failed += [(p.relative_to(in_dir), reason) for p, reason in listing.unreadable]
     report.notes += [(p.relative_to(in_dir), reason) for p, reason in listing.left_out]
     base = in_dir if in_dir.is_dir() else in_dir.parent

@@ -182,6 +182,24 @@ def test_a_symlink_loop_among_folders_is_not_followed_and_said(tmp_path, sr_pipe
     ]
 
 
+def test_sub_folders_not_searched_are_counted(tmp_path, tiny_weights):
+    save_gray(tmp_path / "in" / "a.png")
+    save_gray(tmp_path / "in" / "1950s" / "b.png")
+    (tmp_path / "in" / "out").mkdir()
+    args = [
+        "run",
+        str(tmp_path / "in"),
+        str(tmp_path / "in" / "out"),
+        "--weights",
+        tiny_weights,
+        "--only",
+        "sr",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0
+    assert "processed 1, skipped 0, failed 0; 1 sub-folder(s) not searched (pass -r" in result.output
+
+
 def test_an_output_folder_inside_the_input_is_said_to_be_left_out(tmp_path, sr_pipe):
     save_gray(tmp_path / "in" / "a.png")
     save_gray(tmp_path / "in" / "sub" / "b.png")
@@ -407,6 +425,11 @@ def test_integer_arrays_of_8_bit_values_read_as_8_bit():
 def test_arrays_that_cannot_be_images_are_refused(sr_pipe, arr, error, message):
     with pytest.raises(error, match=message):
         sr_pipe(arr)
+
+
+def test_an_empty_pil_image_is_refused(sr_pipe):
+    with pytest.raises(ValueError, match=r"an empty image \(0x5 pixels\)"):
+        sr_pipe(Image.new("L", (0, 5)))
 
 
 def test_tensors_in_bf16_and_channel_first_layouts(sr_pipe):

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from cascade.atomic import TEMP_SUFFIX, _temp_prefix
 from tests.test_training import color_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,7 +197,9 @@ def test_a_killed_run_resumes_exactly(photos, tmp_path):
     proc.wait()
     step = torch.load(killed / "checkpoint.pt", weights_only=True)["step"]
     assert step < 10, "the run finished before it could be killed"
-    assert not list(killed.glob(".*.tmp"))  # no half-written checkpoint left behind
+    # what a kill during a checkpoint write leaves: removed when the run resumes
+    stale = Path(_temp_prefix(killed / "checkpoint.pt").replace(f"-{os.getpid()}-", f"-{2**22 + 7}-"))
+    (killed / f"{stale.name}abcdefgh{TEMP_SUFFIX}").write_bytes(b"half a checkpoint")
     mismatched = cascade(*_color_args(photos, killed, 10)[:8], "--resume", check=False)
     assert mismatched.returncode == 2 and "resume without --config" in mismatched.stderr
     cascade("train", "color", "--data", photos, "--out", killed, "--resume")  # the run's own config.yaml
@@ -206,6 +209,7 @@ def test_a_killed_run_resumes_exactly(photos, tmp_path):
     )
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [r["step"] for r in rows(killed / "loss.csv")] == [r["step"] for r in rows(straight / "loss.csv")]
+    assert not list(killed.rglob(f"*{TEMP_SUFFIX}"))
 
 
 def test_max_minutes_stops_with_a_checkpoint_and_an_export(photos, tmp_path):
