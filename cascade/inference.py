@@ -33,8 +33,12 @@ def upscale(
     device: torch.device = CPU,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """(B, 1, H, W) gray in [0, 1] -> (B, 1, H * scale, W * scale) float32 in [0, 1], on ``gray``'s device."""
-    out = tiled_apply(_runner(model, device, dtype), gray, scale, tile, overlap, batch_size)
+    """(B, 1, H, W) gray in [0, 1] -> (B, 1, H * scale, W * scale) float32 in [0, 1], on ``gray``'s device;
+    tiles are padded to the model's ``size_multiple``."""
+    multiple = getattr(model, "size_multiple", 1)
+    if tile is not None:
+        tile = max(multiple, tile // multiple * multiple)
+    out = tiled_apply(_runner(model, device, dtype), gray, scale, tile, overlap, batch_size, multiple)
     return out.clamp_(0, 1)
 
 
@@ -61,7 +65,7 @@ def predict_chroma(
     if (h, w) != tuple(gray.shape[-2:]):
         gray = F.interpolate(gray, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
     L_norm = gray_to_lightness(gray.clamp(0, 1)) / L_SCALE - L_SHIFT
-    multiple = getattr(model, "pad_multiple", 1)
+    multiple = getattr(model, "size_multiple", 1)
     if tile is not None:
         tile = max(multiple, tile // multiple * multiple)
     ab = tiled_apply(

@@ -33,7 +33,10 @@ def create_color_discriminator(config: dict[str, Any]) -> nn.Module:
 
 
 def sr_scale(model: nn.Module) -> int:
-    """The upscaling factor of an SR generator: from its config when it has one, else measured on a probe."""
+    """The upscaling factor of an SR generator: the ``scale`` it declares (``sr.models``), its config's, or
+    measured on a probe (any other module)."""
+    if isinstance(getattr(model, "scale", None), int):
+        return model.scale
     config = getattr(model, "arch_config", None)
     if config and "scale" in config:
         return int(config["scale"])

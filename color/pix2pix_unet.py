@@ -67,7 +67,7 @@ class Pix2PixUNet(nn.Module):
     Args:
         in_ch: input channels (1: L normalized to [-1, 1]).
         out_ch: output channels (2: ab normalized to [-1, 1]).
-        n_down: number of down levels; inputs must be a multiple of ``2 ** n_down`` (``pad_multiple``).
+        n_down: number of down levels; inputs must be a multiple of ``2 ** n_down`` (``size_multiple``).
         num_filters: channels of the outermost level; inner levels double up to 8x this.
     """
 
@@ -86,7 +86,8 @@ class Pix2PixUNet(nn.Module):
             block = UnetBlock(ch // 2, ch, submodule=block)
             ch //= 2
         self.model = UnetBlock(out_ch, ch, in_ch=in_ch, submodule=block, outermost=True)
-        self.pad_multiple = 2**n_down
+        # the facts every cascade network declares: scale, image channels, the multiple its input sides need
+        self.scale, self.in_ch, self.out_ch, self.size_multiple = 1, in_ch, out_ch, 2**n_down
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_ch, H, W) -> (B, out_ch, H, W)
         return self.model(x)

