@@ -37,5 +37,5 @@ def cached_pipeline(name: str) -> Path:
     """The converted pipeline folder of ``name`` in the cache, converted now if it is not there yet."""
     folder = cache_dir() / "sr" / name
     if not (folder / CONFIG_NAME).is_file():
-        convert_to_pipeline(name, folder)
+        convert_to_pipeline(name, folder, torch.float16)  # half the disk; loaded into fp32 models
     return folder
