@@ -47,6 +47,11 @@ def cli() -> None:
     help="Short side the colorizer works at; 0: full size [default: the pipeline's].",
 )
 @click.option(
+    "--saturation",
+    type=FiniteFloat(0, 4),
+    help="Factor on the predicted colors: 0 gray, 1 as predicted, above 1 more vivid [default: the pipeline's].",
+)
+@click.option(
     "--batch-size",
     type=click.IntRange(min=1),
     help="Images or tiles per forward pass [default: 1 on CPU, 8 on GPU].",
@@ -85,6 +90,7 @@ def run(
     dtype: str,
     tile: int,
     render_size: int | None,
+    saturation: float | None,
     batch_size: int | None,
     recursive: bool,
     skip_existing: bool,
@@ -110,6 +116,8 @@ def run(
     }
     if render_size is not None:
         settings["render_size"] = render_size or None
+    if saturation is not None:
+        settings["saturation"] = saturation
     try:
         pipe = Pipeline.from_pretrained(weights, only=only, sr_model=sr_model, **settings)
     except (NoBundledWeights, ConfigError, ValueError, OSError) as e:  # MissingWheel is an OSError
@@ -282,18 +290,46 @@ def eval_sr(scale: int, niqe: bool, **common) -> None:
     _evaluate("sr", common, scale=scale, niqe=niqe)
 
 
+def _color_options(f):
+    """How the colorizer runs in `eval color` and `eval cascade`."""
+    options = [
+        click.option(
+            "--render-size",
+            type=click.IntRange(min=0),
+            help="Short side the colorizer works at; 0: full size [default: the pipeline's].",
+        ),
+        click.option(
+            "--saturation",
+            type=FiniteFloat(0, 4),
+            help="Factor on the predicted colors [default: the pipeline's].",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @eval_group.command("color")
 @_eval_options
+@_color_options
 @click.option(
     "--size", type=click.IntRange(min=0), default=256, help="Images resized to SIZE x SIZE; 0: native size."
 )
-def eval_color(size: int, **common) -> None:
+@click.option(
+    "--gray-from",
+    type=click.Choice(["luma", "lightness"]),
+    default="luma",
+    help="What gray the colorizer gets: luma (BT.601, 8 bits: a gray photo) or lightness (the ground truth's "
+    "own L*, kept in the output: DDColor's protocol).",
+)
+def eval_color(size: int, gray_from: str, **common) -> None:
     """Colorization: PSNR/SSIM on RGB, CIEDE2000, colorfulness; ours and the gray input (ImageNet100)."""
-    _evaluate("color", common, size=size)
+    _evaluate("color", common, size=size, gray_from=gray_from)
 
 
 @eval_group.command("cascade")
 @_eval_options
+@_color_options
 @click.option("--scale", type=click.IntRange(min=2), default=4, help="Upscaling factor.")
 def eval_cascade(scale: int, **common) -> None:
     """The whole task: gray low-resolution in, color out, against the color original (Kodak24)."""
@@ -309,6 +345,10 @@ def _evaluate(mode: str, common: dict, **options) -> None:
         "tile": common["tile"] or None,
         "batch_size": common["batch_size"],
     }
+    if common.get("render_size") is not None:
+        settings["render_size"] = common["render_size"] or None
+    if common.get("saturation") is not None:
+        settings["saturation"] = common["saturation"]
     try:
         report = evaluate(
             mode,

@@ -12,6 +12,7 @@ from color.lab import AB_SCALE, L_SCALE, L_SHIFT, gray_to_lightness, lab_to_rgb
 
 CPU = torch.device("cpu")
 JOIN_ROWS = 256  # full-resolution rows converted Lab -> RGB at a time, to bound memory on huge outputs
+DEFAULT_SATURATION = 1.0  # the factor on predicted a*b*: the colors as the colorizer predicts them
 
 
 def _runner(model: nn.Module, device: torch.device, dtype: torch.dtype):

@@ -23,9 +23,9 @@ from cascade.imageio import (
     pil_to_gray,
     read_gray,
 )
-from cascade.inference import gray_to_rgb8, join_chroma, predict_chroma, upscale
+from cascade.inference import DEFAULT_SATURATION, gray_to_rgb8, join_chroma, predict_chroma, upscale
 from cascade.models import sr_scale
-from cascade.weights import STAGES, load_pipeline, save_pipeline
+from cascade.weights import SATURATIONS, STAGES, load_pipeline, save_pipeline
 
 BUNDLED = Path(__file__).parent / "pretrained" / "default"
 # The bundled SR models share one folder (and its colorizer); each has its own pipeline file. The PSNR model is
@@ -69,6 +69,7 @@ class Pipeline:
         tile: largest SR input tile in pixels (None: whole images); bounds memory on large inputs.
         tile_overlap: overlap of neighbouring tiles, in input pixels.
         render_size: short side the colorizer works at (None: full size); chroma is upsampled to full size.
+        saturation: factor on the predicted a*b* (0: gray, 1: as predicted, above 1: more vivid).
         batch_size: images (or tiles) per forward pass; default 1 on the CPU, 8 on a GPU.
         trained: whether the weights were trained (False marks test or freshly initialised weights).
     """
@@ -83,6 +84,7 @@ class Pipeline:
         tile: int | None = 256,
         tile_overlap: int = 16,
         render_size: int | None = 256,
+        saturation: float = DEFAULT_SATURATION,
         batch_size: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         trained: bool = True,
@@ -97,6 +99,13 @@ class Pipeline:
             ("max_pixels", max_pixels, 1),
         ):
             _check_int(name, value, low, optional=name != "tile_overlap")
+        low, high = SATURATIONS
+        if (
+            isinstance(saturation, bool)
+            or not isinstance(saturation, (int, float))
+            or not low <= saturation <= high
+        ):
+            raise ValueError(f"saturation must be a number from {low:g} to {high:g}, not {saturation!r}")
         if tile is not None and tile < 2 * tile_overlap + 16:
             raise ValueError(
                 f"tile {tile} is too small for an overlap of {tile_overlap}; use a tile of 64 or more"
@@ -107,6 +116,7 @@ class Pipeline:
         self.color = self._prepare(color)
         self.scale = sr_scale(self.sr) if self.sr is not None else 1
         self.tile, self.tile_overlap, self.render_size = tile, tile_overlap, render_size
+        self.saturation = float(saturation)
         self.batch_size = batch_size or (1 if self.device.type == "cpu" else 8)
         self.max_pixels = max_pixels
         self.trained = trained
@@ -142,9 +152,11 @@ class Pipeline:
             loaded = load_pipeline(bundled_config(), only="color")
             color = None if only == "sr" else loaded.color
             settings.setdefault("render_size", loaded.render_size)
+            settings.setdefault("saturation", loaded.saturation)
             return cls(sr, color, trained=loaded.trained, **settings)
         loaded = load_pipeline(path or bundled_config(sr_model or DEFAULT_SR_MODEL), only=only)
         settings.setdefault("render_size", loaded.render_size)
+        settings.setdefault("saturation", loaded.saturation)
         return cls(loaded.sr, loaded.color, trained=loaded.trained, **settings)
 
     def save(self, path: str | Path, *, weights_dtype: str = "fp32", description: str = "") -> Path:
@@ -154,6 +166,7 @@ class Pipeline:
             self.sr,
             self.color,
             render_size=self.render_size,
+            saturation=self.saturation,
             trained=self.trained,
             description=description,
             dtype=DTYPES[weights_dtype],
@@ -258,7 +271,7 @@ class Pipeline:
                 device=self.device,
                 dtype=self.dtype,
             )
-            return join_chroma(x, ab)
+            return join_chroma(x, ab * self.saturation)
 
     def run_dir(self, in_dir: str | Path, out_dir: str | Path, **options) -> RunReport:
         """Restore every image under ``in_dir`` into ``out_dir`` (see ``cascade.folder.run_folder``)."""

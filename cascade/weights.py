@@ -16,15 +16,17 @@ from torch import nn
 
 from cascade.atomic import atomic_path
 from cascade.config import ConfigError, load_yaml, plain
+from cascade.inference import DEFAULT_SATURATION
 from cascade.models import create_colorizer, create_sr_generator
 
 FORMAT = "cascade-pipeline/1"
 CONFIG_NAME = "pipeline.yaml"
 STAGES = ("sr", "color")
 _TOP_KEYS = {"format", "trained", "description", *STAGES}
-_STAGE_KEYS = {"model", "weights", "render_size"}
+_STAGE_KEYS = {"model", "weights", "render_size", "saturation"}
 MAX_PARAMETERS = 500_000_000  # 2 GB in fp32, 30x Real-ESRGAN's RRDBNet: larger is a broken or hostile config
 RENDER_SIZES = (8, 16384)  # the colorizer's short side, in pixels
+SATURATIONS = (0.0, 4.0)  # the factor on a*b*: 0 gray, 1 as predicted
 
 
 @dataclass
@@ -34,6 +36,7 @@ class LoadedPipeline:
     render_size: int | None
     trained: bool
     description: str
+    saturation: float = DEFAULT_SATURATION
 
 
 def _config_path(path: str | Path) -> Path:
@@ -82,9 +85,16 @@ def load_pipeline(path: str | Path, only: str | None = None) -> LoadedPipeline:
     for key, kind in (("trained", bool), ("description", str)):
         if key in cfg and not isinstance(cfg[key], kind):
             raise ConfigError(f"{where}: {key} must be a {kind.__name__}, not {cfg[key]!r}")
-    render_size = _render_size((cfg.get("color") or {}).get("render_size", 256), where)
+    color = cfg.get("color") or {}
+    render_size = _render_size(color.get("render_size", 256), where)
+    saturation = _saturation(color.get("saturation", DEFAULT_SATURATION), where)
     return LoadedPipeline(
-        models["sr"], models["color"], render_size, cfg.get("trained", False), cfg.get("description", "")
+        models["sr"],
+        models["color"],
+        render_size,
+        cfg.get("trained", False),
+        cfg.get("description", ""),
+        saturation,
     )
 
 
@@ -95,6 +105,13 @@ def _render_size(value: Any, where: str) -> int | None:
     raise ConfigError(
         f"{where} [color]: render_size must be a whole number from {low} to {high} or null, not {value!r}"
     )
+
+
+def _saturation(value: Any, where: str) -> float:
+    low, high = SATURATIONS
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high:
+        return float(value)
+    raise ConfigError(f"{where} [color]: saturation must be a number from {low:g} to {high:g}, not {value!r}")
 
 
 def _load_stage(folder: Path, stage: str, section: Any, where: str) -> nn.Module:
@@ -156,6 +173,7 @@ def save_pipeline(
     color: nn.Module | None,
     *,
     render_size: int | None = 256,
+    saturation: float = DEFAULT_SATURATION,
     trained: bool = True,
     description: str = "",
     dtype: torch.dtype = torch.float32,
@@ -185,6 +203,8 @@ def save_pipeline(
         cfg[stage] = {"model": plain(arch_config), "weights": name}
         if stage == "color":
             cfg[stage]["render_size"] = render_size
+            if saturation != DEFAULT_SATURATION:
+                cfg[stage]["saturation"] = saturation
     text = yaml.safe_dump(cfg, sort_keys=False)
     with atomic_path(folder / CONFIG_NAME) as tmp:
         tmp.write_text(text, encoding="utf-8")

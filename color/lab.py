@@ -99,3 +99,9 @@ def gray_to_lightness(gray: torch.Tensor) -> torch.Tensor:
     """Gray sRGB values in [0, 1] (any shape) -> CIE L* in [0, 100]; for R = G = B the luminance Y is the
     linearized value itself, because the sRGB-to-Y weights sum to one."""
     return 116 * _f(_srgb_to_linear(gray)) - 16
+
+
+def lightness_to_gray(L: torch.Tensor) -> torch.Tensor:
+    """CIE L* in [0, 100] (any shape) -> the gray sRGB value in [0, 1] with that lightness: the inverse of
+    ``gray_to_lightness``, how DDColor's protocol hands a colorizer the ground truth's own L*."""
+    return _linear_to_srgb(_f_inv((L + 16) / 116)).clamp(0, 1)

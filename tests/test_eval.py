@@ -152,6 +152,30 @@ def test_eval_color_end_to_end(tiny_weights, tmp_path):
     assert Image.open(tmp_path / "images" / "colorizer" / "img0.png").mode == "RGB"
 
 
+def test_eval_color_lightness_protocol_keeps_the_ground_truths_lightness(tiny_weights, tmp_path):
+    from cascade.evaluation.protocol import lightness_gray
+    from color.lab import rgb_to_lab_np
+
+    data = make_set(tmp_path / "set", [(64, 64), (50, 90)])
+    scores = {}
+    for protocol in ("luma", "lightness"):
+        result = invoke(
+            "eval", "color", "--data", data, "--weights", tiny_weights, "--size", "64", "--gray-from", protocol,
+            "--saturation", "0.5", "--json", tmp_path / f"{protocol}.json", "--save-images", tmp_path / protocol,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        report = load(tmp_path / f"{protocol}.json")
+        assert report["settings"]["gray_from"] == protocol and report["settings"]["saturation"] == 0.5
+        scores[protocol] = report["mean"]["gray"]["psnr"]
+    assert scores["luma"] != scores["lightness"]  # BT.601 luma is not CIE lightness on colored pixels
+    gt = np.asarray(Image.open(data / "img0.png").convert("RGB").resize((64, 64), Image.Resampling.BICUBIC))
+    out = np.asarray(Image.open(tmp_path / "lightness" / "colorizer" / "img0.png"))
+    assert (
+        np.abs(rgb_to_lab_np(out)[..., 0] - rgb_to_lab_np(gt)[..., 0]).mean() < 1.0
+    )  # L* kept (8-bit, gamut)
+    assert lightness_gray(gt).dtype == np.float32
+
+
 def test_eval_cascade_end_to_end(tiny_weights, tmp_path):
     data = make_set(tmp_path / "set", [(96, 80), (98, 83)])
     result = invoke(

@@ -6,6 +6,7 @@ from color.lab import (
     gray_to_lightness,
     lab_to_rgb,
     lab_to_rgb_np,
+    lightness_to_gray,
     normalize_lab,
     rgb_to_lab,
     rgb_to_lab_np,
@@ -55,3 +56,8 @@ def test_gray_lightness_matches_full_conversion():
     full = rgb_to_lab_np(np.repeat(g.numpy()[None, :, None], 3, axis=2))
     np.testing.assert_allclose(gray_to_lightness(g).numpy(), full[0, :, 0], atol=1e-3)
     assert np.abs(full[..., 1:]).max() < 0.01  # gray has no chroma (to the rounding of the sRGB matrix)
+
+
+def test_lightness_to_gray_inverts_gray_to_lightness():
+    g = torch.linspace(0, 1, 1001)
+    np.testing.assert_allclose(lightness_to_gray(gray_to_lightness(g)).numpy(), g.numpy(), atol=1e-5)

@@ -210,3 +210,17 @@ def test_pix2pix_pipeline_saves_and_loads(tmp_path):
     loaded = Pipeline.from_pretrained(tmp_path / "p2p", device="cpu")
     image = photo((50, 40))
     assert np.array_equal(np.asarray(loaded(image)), np.asarray(pipe(image)))
+
+
+def test_saturation_scales_the_colors_and_is_saved(tiny_pipe, tmp_path):
+    gray = np.asarray(Image.fromarray(photo((48, 40))))
+    vivid = np.asarray(tiny_pipe(gray)).astype(int)
+    tiny_pipe.saturation = 0.0
+    flat = np.asarray(tiny_pipe(gray)).astype(int)
+    assert np.abs(flat - flat.mean(axis=2, keepdims=True)).max() <= 1  # no color at 0
+    assert np.abs(vivid - vivid.mean(axis=2, keepdims=True)).max() > 5
+    tiny_pipe.saturation = 1.5
+    tiny_pipe.save(tmp_path / "p")
+    assert Pipeline.from_pretrained(tmp_path / "p").saturation == 1.5
+    with pytest.raises(ValueError, match="saturation must be a number from 0 to 4"):
+        Pipeline(tiny_sr(), None, saturation=-1)

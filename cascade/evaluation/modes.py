@@ -25,6 +25,7 @@ from cascade.evaluation.protocol import (
     downscale_rgb,
     gray_rgb8,
     is_gray,
+    lightness_gray,
     list_images,
     luma,
     mod_crop,
@@ -49,10 +50,15 @@ SR_PROTOCOL = (
 )
 COLOR_PROTOCOL = (
     "ground truth read as 8-bit RGB and resized to size x size (PIL bicubic, antialiased; 0: native size); "
-    "input = its BT.601 luminance stored as 8 bits; PSNR and SSIM (basicsr) on RGB, mean CIEDE2000 (skimage) in Lab D65, "
+    "input = {gray_from}; PSNR and SSIM (basicsr) on RGB, mean CIEDE2000 (skimage) in Lab D65, "
     "colorfulness (Hasler and Suesstrunk, as DDColor computes it); dCF = |mean CF - mean CF of ground truth|; "
     "gray ground-truth images are left out (no color to score)"
 )
+GRAY_FROM = {
+    "luma": "its BT.601 luminance stored as 8 bits, as a gray photograph or `cascade run` gives it",
+    "lightness": "the gray of its own CIE L* (unrounded), so the output keeps the ground truth's L* (DDColor's "
+    "protocol)",
+}
 CASCADE_PROTOCOL = (
     "ground truth = color HR cropped to a multiple of the scale; input = its BT.601 luminance shrunk by "
     "MATLAB bicubic imresize, stored as 8 bits; outputs compared with the ground truth with scale pixels of "
@@ -121,6 +127,7 @@ def _settings(pipe: Pipeline | None, **values) -> dict[str, Any]:
             tile=pipe.tile,
             batch_size=pipe.batch_size,
             render_size=pipe.render_size,
+            saturation=pipe.saturation,
         )
     return values
 
@@ -188,10 +195,14 @@ def evaluate_color(
     pipe: Pipeline | None,
     *,
     size: int = 256,
+    gray_from: str = "luma",
     save_dir: str | Path | None = None,
     progress: bool = False,
 ) -> EvalReport:
-    """Colorization at ``size`` x ``size`` (the colorization papers' protocol): our colorizer and gray."""
+    """Colorization at ``size`` x ``size`` (the colorization papers' protocol): our colorizer and gray.
+    ``gray_from`` says what gray the colorizer gets (``GRAY_FROM``)."""
+    if gray_from not in GRAY_FROM:
+        raise ValueError(f"unknown gray_from {gray_from!r}; choose one of: {', '.join(GRAY_FROM)}")
     colorizer = _check_stage(pipe, "color")
     methods = [Method("gray", "the input itself: luminance, a = b = 0")]
     if colorizer is not None:
@@ -199,10 +210,10 @@ def evaluate_color(
     report = EvalReport(
         "color",
         Path(data),
-        COLOR_PROTOCOL,
+        COLOR_PROTOCOL.format(gray_from=GRAY_FROM[gray_from]),
         ["psnr", "ssim", "ciede2000", "colorfulness", "delta_colorfulness"],
         methods,
-        _settings(pipe, size=size),
+        _settings(pipe, size=size, gray_from=gray_from),
         None,
     )
 
@@ -210,7 +221,10 @@ def evaluate_color(
         gt = read_rgb(path)
         if size:
             gt = resize_square(gt, size)
-        return None if is_gray(gt) else Sample(path.stem, gt, stored_8bit(luma(gt)))  # a gray photo
+        if is_gray(gt):
+            return None
+        gray = stored_8bit(luma(gt)) if gray_from == "luma" else lightness_gray(gt)
+        return Sample(path.stem, gt, gray)
 
     def outputs(samples: list[Sample]) -> dict[str, list[np.ndarray]]:
         out = {"gray": [gray_rgb8(s.gray) for s in samples]}

@@ -46,6 +46,13 @@ def luma(rgb8: np.ndarray) -> np.ndarray:
     return array_to_gray(rgb8).luma
 
 
+def lightness_gray(rgb8: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H, W) float32 gray whose CIE L* is the picture's own (DDColor's protocol input)."""
+    from color.lab import lightness_to_gray, rgb_to_lab_np
+
+    return lightness_to_gray(torch.from_numpy(rgb_to_lab_np(rgb8)[..., 0])).numpy()
+
+
 def to_uint8(x: np.ndarray) -> np.ndarray:
     """[0, 1] floats -> uint8 as an image file would store them (rounded, clipped)."""
     return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
