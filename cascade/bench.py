@@ -206,8 +206,10 @@ def bench_size(
     images: int,
     repeats: int,
     workdir: Path,
+    other: Pipeline | None = None,
 ) -> dict[str, Any]:
-    """All three paths on ``images`` gray ``size`` x ``size`` pictures."""
+    """All three paths on ``images`` gray ``size`` x ``size`` pictures (and ``cascade run`` with ``other``,
+    interleaved with them, when given)."""
     src, out, naive_out = workdir / f"in{size}", workdir / f"out{size}", workdir / f"naive{size}"
     src.mkdir()
     naive_out.mkdir()
@@ -246,12 +248,23 @@ def bench_size(
         "pipeline_gflop_per_image": tiled["total"] / 1e9,
     }
     paths = {"naive": run_naive, "pipeline": run_pipeline, "run": run_folder}
+    if other is not None:
+        other_out = workdir / f"other{size}"
+
+        def run_other() -> None:
+            other.run_dir(src, other_out, overwrite=True, progress=False)
+
+        paths["vs_run"] = run_other
     for fn in paths.values():
         fn()  # warm-up: allocator, kernel selection, page cache
     for name, m in measure(paths, repeats, pipe.device).items():
         result[name] = _rates(m, images, out_side**2, model_flops)
     result["speedup_run_vs_naive"] = result["run"]["images_per_s"] / result["naive"]["images_per_s"]
     result["speedup_pipeline_vs_naive"] = result["pipeline"]["images_per_s"] / result["naive"]["images_per_s"]
+    if other is not None:
+        # pass by pass: both were timed in turn, so a drift in the machine's speed cancels in each ratio
+        pairs = zip(result["run"]["seconds_each"], result["vs_run"]["seconds_each"])
+        result["speedup_run_vs_other"] = statistics.median(b / a for a, b in pairs)
     return result
 
 
@@ -308,10 +321,12 @@ def run_benchmark(
     settings: dict[str, Any],
     json_path: str | Path | None = None,
     large: int = 0,
+    vs: str | Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Benchmark the pipeline folder ``weights`` (None: bundled) with Pipeline ``settings`` on ``images``
-    pictures per size (None: 2 on the CPU, 16 on a GPU, enough to fill its batches); the JSON is rewritten after
+    pictures per size (None: 2 on the CPU, 16 on a GPU, enough to fill its batches); with ``vs``, a second
+    pipeline folder's ``cascade run`` is timed in turn with it on the same pictures. The JSON is rewritten after
     each size, so a long run that is stopped keeps what it measured."""
     from cascade import __version__
     from cascade.evaluation.report import write_json
@@ -323,6 +338,7 @@ def run_benchmark(
     # fp32 copies for the naive path
     loaded = load_pipeline(weights if weights is not None else bundled_config())
     naive = (loaded.sr.to(pipe.device), loaded.color.to(pipe.device))
+    other = Pipeline.from_pretrained(vs, **settings) if vs is not None else None
     results: dict[str, Any] = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cascade_version": __version__,
@@ -333,6 +349,9 @@ def run_benchmark(
             "sr": pipe.sr.arch_config,
             "color": pipe.color.arch_config,
         },
+        "vs": None
+        if other is None
+        else {"path": str(vs), "sr": other.sr.arch_config, "color": other.color.arch_config},
         "settings": {
             "dtype": str(pipe.dtype).removeprefix("torch."),
             "tile": pipe.tile,
@@ -348,7 +367,7 @@ def run_benchmark(
     with tempfile.TemporaryDirectory(prefix="cascade-bench-") as tmp:
         for size in sizes:
             log(f"{size}x{size} gray -> {size * pipe.scale}x{size * pipe.scale} RGB ...")
-            results["results"].append(bench_size(pipe, naive, size, images, repeats, Path(tmp)))
+            results["results"].append(bench_size(pipe, naive, size, images, repeats, Path(tmp), other))
             if json_path:
                 write_json(results, json_path)
     if large:
@@ -376,6 +395,10 @@ def table(results: dict[str, Any]) -> str:
             f"{r['speedup_run_vs_naive']:>10.2f} {r['model_gflop_per_image']:>10.1f} "
             f"{run['achieved_gflop_per_s']:>12.1f} {run['peak_rss_mib']:>13.0f}"
         )
+        if "speedup_run_vs_other" in r:
+            lines[-1] += (
+                f"  vs: {r['vs_run']['images_per_s']:.3f} img/s, run is {r['speedup_run_vs_other']:.2f}x"
+            )
         if "gpu_util_percent" in run:
             lines[-1] += f"  GPU {run['gpu_util_percent']}% busy, peak {run['peak_gpu_mib']:.0f} MiB"
     if results.get("large"):

@@ -397,6 +397,11 @@ def _evaluate(mode: str, common: dict, **options) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Results file [default: bench/results/pipeline_<device>.json].",
 )
+@click.option(
+    "--vs",
+    type=click.Path(exists=True, path_type=Path),
+    help="Another pipeline folder: its `cascade run` is timed in turn with ours, and the ratio reported.",
+)
 @_network_options
 def bench(
     weights: Path | None,
@@ -405,6 +410,7 @@ def bench(
     repeats: int,
     large: int,
     json_path: Path | None,
+    vs: Path | None,
     device: str,
     dtype: str,
     tile: int,
@@ -439,6 +445,7 @@ def bench(
             settings=settings,
             json_path=json_path,
             large=large,
+            vs=vs,
             log=lambda text: _say(text, quiet=False),
         )
     except NoBundledWeights:

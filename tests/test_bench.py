@@ -49,6 +49,18 @@ def test_bench_writes_the_expected_json(tiny_weights, tmp_path):
     assert large["output"] == "160x160 RGB" and large["seconds"] > 0 and large["peak_rss_mib"] > 50
 
 
+def test_bench_against_another_pipeline_reports_the_ratio(tiny_weights, tmp_path):
+    out = tmp_path / "vs.json"
+    result = invoke(
+        "bench", "--weights", tiny_weights, "--vs", tiny_weights, "--sizes", "16", "--images", "1",
+        "--repeats", "2", "--device", "cpu", "--json", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    row = json.loads(out.read_text())["results"][0]
+    assert len(row["vs_run"]["seconds_each"]) == 2 and row["speedup_run_vs_other"] > 0
+    assert "run is" in result.output
+
+
 def test_count_flops_of_a_convolution():
     conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
     x = torch.zeros(1, 3, 10, 12)
