@@ -57,6 +57,9 @@ def cli() -> None:
     help="Images or tiles per forward pass [default: 1 on CPU, 8 on GPU].",
 )
 @click.option(
+    "--ensemble", is_flag=True, help="SR self-ensemble: the mean over 8 flips and rotations (8x slower)."
+)
+@click.option(
     "-r", "--recursive", is_flag=True, help="Also restore images in sub-folders (same layout in OUT_DIR)."
 )
 @click.option(
@@ -92,6 +95,7 @@ def run(
     render_size: int | None,
     saturation: float | None,
     batch_size: int | None,
+    ensemble: bool,
     recursive: bool,
     skip_existing: bool,
     overwrite: bool,
@@ -113,6 +117,7 @@ def run(
         "tile": tile or None,
         "batch_size": batch_size,
         "max_pixels": int(max_megapixels * 1e6),
+        "ensemble": ensemble,
     }
     if render_size is not None:
         settings["render_size"] = render_size or None
@@ -285,9 +290,10 @@ def eval_group() -> None:
 @_eval_options
 @click.option("--scale", type=click.IntRange(min=2), default=4, help="Upscaling factor.")
 @click.option("--niqe/--no-niqe", default=True, help="Also compute NIQE (about 0.1 s per image and method).")
-def eval_sr(scale: int, niqe: bool, **common) -> None:
+@click.option("--ensemble", is_flag=True, help="SR self-ensemble over the 8 flips and rotations.")
+def eval_sr(scale: int, niqe: bool, ensemble: bool, **common) -> None:
     """Super-resolution: PSNR/SSIM on Y (border cropped) and NIQE, ours and bicubic (Set5, Set14, BSD100)."""
-    _evaluate("sr", common, scale=scale, niqe=niqe)
+    _evaluate("sr", common | {"ensemble": ensemble}, scale=scale, niqe=niqe)
 
 
 def _color_options(f):
@@ -349,6 +355,8 @@ def _evaluate(mode: str, common: dict, **options) -> None:
         settings["render_size"] = common["render_size"] or None
     if common.get("saturation") is not None:
         settings["saturation"] = common["saturation"]
+    if common.get("ensemble"):
+        settings["ensemble"] = True
     try:
         report = evaluate(
             mode,

@@ -70,6 +70,7 @@ class Pipeline:
         tile_overlap: overlap of neighbouring tiles, in input pixels.
         render_size: short side the colorizer works at (None: full size); chroma is upsampled to full size.
         saturation: factor on the predicted a*b* (0: gray, 1: as predicted, above 1: more vivid).
+        ensemble: SR self-ensemble: the mean over the 8 flips and rotations (8x slower, a little sharper).
         batch_size: images (or tiles) per forward pass; default 1 on the CPU, 8 on a GPU.
         trained: whether the weights were trained (False marks test or freshly initialised weights).
     """
@@ -85,6 +86,7 @@ class Pipeline:
         tile_overlap: int = 16,
         render_size: int | None = 256,
         saturation: float = DEFAULT_SATURATION,
+        ensemble: bool = False,
         batch_size: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         trained: bool = True,
@@ -117,6 +119,7 @@ class Pipeline:
         self.scale = sr_scale(self.sr) if self.sr is not None else 1
         self.tile, self.tile_overlap, self.render_size = tile, tile_overlap, render_size
         self.saturation = float(saturation)
+        self.ensemble = bool(ensemble)
         self.batch_size = batch_size or (1 if self.device.type == "cpu" else 8)
         self.max_pixels = max_pixels
         self.trained = trained
@@ -256,6 +259,7 @@ class Pipeline:
                     batch_size=self.batch_size,
                     device=self.device,
                     dtype=self.dtype,
+                    ensemble=self.ensemble,
                 )
             if x.shape[-2:] != (H, W):  # an output scale other than the model's own
                 x = F.interpolate(x, size=(H, W), mode="bicubic", antialias=True, align_corners=False).clamp_(

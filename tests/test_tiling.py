@@ -81,3 +81,19 @@ def test_windows_are_no_larger_than_needed(length, tile, overlap, multiple, expe
     starts = tile_starts(length, size, overlap)
     assert len(starts) == len(tile_starts(length, tile, overlap))  # as few windows as full-size ones
     assert starts[-1] + size == length and all(b - a <= size - overlap for a, b in zip(starts, starts[1:]))
+
+
+def test_self_ensemble_undoes_each_flip_and_rotation():
+    from cascade.inference import upscale
+
+    class ShiftLeft(torch.nn.Module):  # not equivariant: each symmetry sees it shift in another direction
+        def forward(self, x):
+            return torch.nn.functional.pad(x[..., 1:], (0, 1))
+
+    x = torch.rand(1, 1, 12, 14)
+    out = upscale(x, ShiftLeft(), 1, tile=None, ensemble=True)
+    shifts = [torch.roll(x, s, d) for s, d in ((-1, -1), (1, -1), (-1, -2), (1, -2))]
+    expected = torch.stack(shifts).mean(0)  # the four directions, each twice (flipped and not)
+    torch.testing.assert_close(out[..., 1:-1, 1:-1], expected[..., 1:-1, 1:-1])
+    plain = upscale(x, torch.nn.Identity(), 1, tile=None, ensemble=True)
+    torch.testing.assert_close(plain, x)

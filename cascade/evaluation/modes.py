@@ -128,6 +128,7 @@ def _settings(pipe: Pipeline | None, **values) -> dict[str, Any]:
             batch_size=pipe.batch_size,
             render_size=pipe.render_size,
             saturation=pipe.saturation,
+            ensemble=pipe.ensemble,
         )
     return values
 
