@@ -213,6 +213,65 @@ cli.add_command(training_cli.export)
 cli.add_command(training_cli.convert)
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", help="Address to listen on; 0.0.0.0 opens it to the network.")
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, help="Port (0: any free one).")
+@click.option(
+    "--weights", type=click.Path(exists=True, path_type=Path), help="Pipeline folder (default: bundled)."
+)
+@click.option("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+@click.option("--max-upload-mb", type=FiniteFloat(min=0, min_open=True), default=50.0, help="Largest upload.")
+@click.option(
+    "--max-megapixels",
+    type=FiniteFloat(min=0, min_open=True),
+    default=DEFAULT_MAX_PIXELS / 1e6,
+    help="Refuse larger photos (decompression-bomb guard).",
+)
+@click.option(
+    "--keep-minutes", type=FiniteFloat(min=0, min_open=True), default=60.0, help="How long results are kept."
+)
+def serve(host, port, weights, device, max_upload_mb, max_megapixels, keep_minutes) -> None:
+    """A web page on this computer for restoring photos without a terminal: drop photos, compare, download."""
+    import socket
+
+    try:
+        import uvicorn
+
+        from cascade.serve import Restorer, create_app
+    except ImportError as e:
+        raise click.UsageError(
+            f'the web page needs its extra: pip install -e ".[serve]" ({e.name} missing)'
+        ) from None
+    from cascade.pipeline import NoBundledWeights
+
+    try:
+        restorer = Restorer(
+            weights,
+            device=device,
+            max_upload_mb=max_upload_mb,
+            max_megapixels=max_megapixels,
+            keep_minutes=keep_minutes,
+        )
+    except (NoBundledWeights, ConfigError, ValueError, OSError) as e:
+        raise click.UsageError(str(e)) from None
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        restorer.close()
+        raise click.UsageError(
+            f"cannot listen on {host}:{port} ({e.strerror or e}); try another --port"
+        ) from None
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"cascade serve: open http://{shown}:{sock.getsockname()[1]}/ in a browser (Ctrl+C stops it)")
+    server = uvicorn.Server(uvicorn.Config(create_app(restorer), log_level="warning"))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        restorer.close()
+
+
 # --- cascade eval -------------------------------------------------------------------------------------------------
 
 

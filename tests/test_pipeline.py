@@ -6,10 +6,10 @@ import torch
 from PIL import Image
 
 from cascade import NoBundledWeights, Pipeline
-from cascade.pipeline import BUNDLED_SR_MODELS
 from cascade.config import ConfigError
 from cascade.imageio import GrayImage
 from cascade.models import create_colorizer
+from cascade.pipeline import BUNDLED_SR_MODELS
 from tests.conftest import photo, tiny_color, tiny_sr
 
 
