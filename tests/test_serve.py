@@ -24,24 +24,17 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "chelsea.png"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SCREENSHOT = os.environ.get("CASCADE_SCREENSHOT")  # where to keep the page's screenshot (the README's)
+# The README's screenshot is this test's, with the bundled weights:
+#   CASCADE_SERVE_WEIGHTS=bundled CASCADE_SCREENSHOT=reports/web/serve.png python -m pytest tests/test_serve.py -k browser
+SCREENSHOT = os.environ.get("CASCADE_SCREENSHOT")
+BUNDLED = os.environ.get("CASCADE_SERVE_WEIGHTS") == "bundled"
 
 
 @pytest.fixture(scope="module")
 def server(tiny_weights):
+    weights = [] if BUNDLED else ["--weights", tiny_weights]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cascade",
-            "serve",
-            "--port",
-            "0",
-            "--weights",
-            tiny_weights,
-            "--max-upload-mb",
-            "1",
-        ],
+        [sys.executable, "-m", "cascade", "serve", "--port", "0", *weights, "--max-upload-mb", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
