@@ -350,9 +350,17 @@ def eval_group() -> None:
 @click.option("--scale", type=click.IntRange(min=2), default=4, help="Upscaling factor.")
 @click.option("--niqe/--no-niqe", default=True, help="Also compute NIQE (about 0.1 s per image and method).")
 @click.option("--ensemble", is_flag=True, help="SR self-ensemble over the 8 flips and rotations.")
-def eval_sr(scale: int, niqe: bool, ensemble: bool, **common) -> None:
+@click.option(
+    "--degradation",
+    type=click.Choice(["bicubic", "realistic"]),
+    default="bicubic",
+    help="How LR inputs are made: MATLAB bicubic (the published tables) or the realistic degradation (old scans).",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, help="Seed of the realistic degradation.")
+def eval_sr(scale: int, niqe: bool, ensemble: bool, degradation: str, seed: int, **common) -> None:
     """Super-resolution: PSNR/SSIM on Y (border cropped) and NIQE, ours and bicubic (Set5, Set14, BSD100)."""
-    _evaluate("sr", common | {"ensemble": ensemble}, scale=scale, niqe=niqe)
+    options = {"scale": scale, "niqe": niqe, "degradation": degradation, "seed": seed}
+    _evaluate("sr", common | {"ensemble": ensemble}, **options)
 
 
 def _color_options(f):

@@ -7,6 +7,7 @@ the file section, and the valid choices, not later inside a network.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import types
 import typing
@@ -83,6 +84,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             args = typing.get_args(hint)
             item = args[0] if args else Any
             return origin(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    elif dataclasses.is_dataclass(hint):  # a nested section, e.g. data.degradation
+        if isinstance(value, hint):
+            return value
+        if isinstance(value, dict):
+            return hint(**check_options(hint, value, where))
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)

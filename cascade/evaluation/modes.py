@@ -8,6 +8,7 @@ so memory stays bounded by the chunk and the Pipeline's tiles, whatever the size
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from cascade.evaluation.protocol import (
     luma,
     mod_crop,
     read_rgb,
+    realistic_lr,
     resize_square,
     stored_8bit,
 )
@@ -47,6 +49,12 @@ SR_PROTOCOL = (
     "the HR by 1/scale, stored as 8-bit RGB; the model and the bicubic baseline see the LR's BT.601 luminance; "
     "outputs stored as 8 bits; PSNR and SSIM (basicsr) on Y of YCbCr (BT.601, 16-235), scale pixels of "
     "border cropped; NIQE (basicsr, Y, same border) of outputs and HR"
+)
+REALISTIC_FROM = "LR = MATLAB bicubic imresize (antialiased) of the HR by 1/scale, stored as 8-bit RGB"
+REALISTIC_TO = (
+    "LR = the HR's BT.601 luminance through the realistic training degradation (sr.degradations, Real-ESRGAN's "
+    "two rounds of blur, resize, noise and JPEG at its default ranges), seeded by --seed and the image's name, "
+    "stored as 8 bits"
 )
 COLOR_PROTOCOL = (
     "ground truth read as 8-bit RGB and resized to size x size (PIL bicubic, antialiased; 0: native size); "
@@ -147,28 +155,34 @@ def evaluate_sr(
     *,
     scale: int = 4,
     niqe: bool = True,
+    degradation: str = "bicubic",
+    seed: int = 0,
     save_dir: str | Path | None = None,
     progress: bool = False,
 ) -> EvalReport:
-    """The x``scale`` super-resolution benchmark (Set5, Set14, BSD100 tables): our SR and bicubic."""
+    """The x``scale`` super-resolution benchmark (Set5, Set14, BSD100 tables): our SR and bicubic. With
+    ``degradation="realistic"`` each LR is made by the realistic training degradation instead, once per image
+    with a seed from ``seed`` and the image's name: the same LR on every run and machine."""
+    if degradation not in ("bicubic", "realistic"):
+        raise ValueError(f"unknown degradation {degradation!r}; choose bicubic or realistic")
     sr = _check_stage(pipe, "sr", scale)
     methods = [Method("bicubic", "MATLAB bicubic upscaling of the LR luminance")]
     if sr is not None:
         methods.append(
             Method("sr", "our SR network on the LR luminance", model=True, untrained=not sr.trained)
         )
+    protocol = SR_PROTOCOL if degradation == "bicubic" else SR_PROTOCOL.replace(REALISTIC_FROM, REALISTIC_TO)
+    settings = _settings(pipe, scale=scale, crop_border=scale, niqe=niqe, degradation=degradation)
+    if degradation == "realistic":
+        settings["seed"] = seed
     report = EvalReport(
-        "sr",
-        Path(data),
-        SR_PROTOCOL,
-        ["psnr_y", "ssim_y"] + (["niqe"] if niqe else []),
-        methods,
-        _settings(pipe, scale=scale, crop_border=scale, niqe=niqe),
-        None,
+        "sr", Path(data), protocol, ["psnr_y", "ssim_y"] + (["niqe"] if niqe else []), methods, settings, None
     )
 
     def prepare(path: Path) -> Sample:
         hr = mod_crop(read_rgb(path), scale)
+        if degradation == "realistic":
+            return Sample(path.stem, hr, realistic_lr(hr, scale, seed + zlib.crc32(path.stem.encode())))
         return Sample(path.stem, hr, luma(downscale_rgb(hr, scale)))
 
     def outputs(samples: list[Sample]) -> dict[str, list[np.ndarray]]:

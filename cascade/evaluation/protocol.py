@@ -104,6 +104,15 @@ def downscale_gray(hr: np.ndarray, scale: int) -> np.ndarray:
     return stored_8bit(matlab_resize(luma(hr), 1 / scale))
 
 
+def realistic_lr(hr: np.ndarray, scale: int, seed: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H / scale, W / scale) float32 gray: the luminance through the realistic training
+    degradation at its default ranges, on the CPU (so the same seed gives the same LR on every machine)."""
+    from sr.degradations import Degradation, realistic_downscale
+
+    gray = torch.from_numpy(luma(hr))[None, None]
+    return realistic_downscale(gray, scale, Degradation(kind="realistic"), seed)[0, 0].numpy()
+
+
 def bicubic_up(gray: np.ndarray, scale: int) -> np.ndarray:
     """(h, w) gray float -> (h * scale, w * scale) float in [0, 1]: the bicubic baseline."""
     return np.clip(matlab_resize(gray, scale), 0, 1)

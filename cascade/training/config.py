@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from cascade.config import ConfigError, check_options, load_yaml, plain
+from sr.degradations import Degradation
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class DataConfig:
         flips: random horizontal flips.
         rotations: random 90-degree rotations and vertical flips (SR; not for color, skies are up).
         quantize_lr: round the bicubic LR to 8-bit levels, as an LR image on disk is (SR).
+        degradation: how the SR stage makes its LR inputs: ``kind: bicubic`` (the benchmarks') or ``realistic``
+            (Real-ESRGAN's two rounds of blur, resize, noise and JPEG; every range a key, see
+            ``sr.degradations.Degradation``).
         seed: for the split and for sampling crops.
         workers: decoding threads while loading a folder.
     """
@@ -44,6 +48,7 @@ class DataConfig:
     flips: bool = True
     rotations: bool = False
     quantize_lr: bool = True
+    degradation: Degradation = field(default_factory=Degradation)
     seed: int = 0
     workers: int = 4
 
@@ -202,6 +207,11 @@ def _check_consistency(cfg: TrainConfig, where: str) -> None:
         raise ConfigError(f"{where}: data.short_side ({d.short_side}) is smaller than data.crop ({d.crop})")
     if cfg.stage == "color" and loss.perceptual > 0:
         raise ConfigError(f"{where}: the perceptual loss is for the SR stage")
+    problems = d.degradation.check()
+    if problems:
+        raise ConfigError(f"{where}: data.degradation: {'; '.join(problems)}")
+    if d.degradation.kind != "bicubic" and cfg.stage != "sr":
+        raise ConfigError(f"{where}: data.degradation is for the SR stage")
     if loss.huber_delta <= 0:
         raise ConfigError(f"{where}: loss.huber_delta must be > 0, got {loss.huber_delta}")
     if t.freeze_encoder_steps < 0:

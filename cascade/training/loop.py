@@ -300,7 +300,7 @@ def train(
 
         # Batch: crops and augmentation on the device.
         crops = sampler.augment(sampler.sample(d.batch_size), d.flips, d.rotations)
-        inp, target = stage.make_batch(crops)
+        inp, target = stage.make_batch(crops, sampler.generator)
         inp = inp.contiguous(memory_format=memory_format)
 
         # Generator step.

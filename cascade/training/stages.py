@@ -76,11 +76,22 @@ class SRStage:
             self.perceptual.to(device)
         return self
 
-    def make_batch(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 1, P, P) uint8 -> LR (B, 1, P/s, P/s) and HR (B, 1, P, P), floats in [0, 1]."""
+    def make_batch(
+        self, crops: torch.Tensor, rng: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1, P, P) uint8 -> LR (B, 1, P/s, P/s) and HR (B, 1, P, P), floats in [0, 1]. The realistic
+        degradation draws its seed from ``rng`` (the sampler's: checkpointed), or uses ``data.seed``."""
         from sr.degrade import matlab_downscale
 
         hr = crops.float() / 255
+        degradation = self.cfg.data.degradation
+        if degradation.kind == "realistic":
+            from sr.degradations import realistic_downscale
+
+            seed = (
+                int(torch.randint(2**31 - 1, (1,), generator=rng)) if rng is not None else self.cfg.data.seed
+            )
+            return realistic_downscale(hr, self.scale, degradation, seed), hr
         return matlab_downscale(hr, self.scale, self.cfg.data.quantize_lr), hr
 
     def losses(self, out: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -131,7 +142,9 @@ class ColorStage:
     def to(self, device: torch.device) -> ColorStage:
         return self
 
-    def make_batch(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def make_batch(
+        self, crops: torch.Tensor, rng: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, P, P) uint8 RGB -> L (B, 1, P, P) in [-1, 1] and ab (B, 2, P, P) in about [-1, 1]."""
         lab = rgb_to_lab(crops.float() / 255)
         return normalize_lab(lab, channel_axis=1)
