@@ -21,6 +21,9 @@ from sr.losses import MissingWeights, PerceptualLoss, TimmFeatures, VGG19Feature
 RECIPES = [
     "configs/sr_msrresnet_x4_psnr.yaml",
     "configs/sr_srgan_x4.yaml",
+    "configs/sr_span_x4_finetune.yaml",
+    "configs/sr_span_x4_photo.yaml",
+    "configs/sr_span_x4_photo_gan.yaml",
     "configs/color_lite0_unet.yaml",
     "configs/color_resnet18_unet.yaml",
     "configs/color_pix2pix_unet.yaml",
