@@ -82,6 +82,24 @@ def cli() -> None:
     help="Refuse larger inputs (decompression-bomb guard).",
 )
 @click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[ADDRESS]",
+    help='Spread the run over a Ray cluster (pip install -e ".[ray]"): alone, the cluster in RAY_ADDRESS or a '
+    "local one; or auto, HOST:PORT, ray://HOST:10001. OUT_DIR must be on a file system every node shares.",
+)
+@click.option(
+    "--ray-actors",
+    type=click.IntRange(min=1),
+    help="Pipelines on the cluster [default: one per GPU, or per --ray-cpus-per-actor CPUs].",
+)
+@click.option(
+    "--ray-cpus-per-actor", type=click.IntRange(min=1), default=1, help="CPUs each CPU actor reserves."
+)
+@click.option(
     "-q", "--quiet", is_flag=True, help="No progress bar, notes or summary; failures are still printed."
 )
 def run(
@@ -104,6 +122,9 @@ def run(
     only: str | None,
     sr_model: str | None,
     max_megapixels: float,
+    ray_address: str | None,
+    ray_actors: int | None,
+    ray_cpus_per_actor: int,
     quiet: bool,
 ) -> None:
     """Restore every image in LOWRES_DIR (or one image file) into OUT_DIR, keeping relative paths and stems.
@@ -140,19 +161,22 @@ def run(
         if text.startswith("failed:") or not quiet:
             _say(f"{rel}: {text}", quiet=False)
 
+    options = {
+        "recursive": recursive,
+        "skip_existing": skip_existing,
+        "overwrite": overwrite,
+        "fmt": fmt,
+        "quality": quality,
+        "scale": scale,
+        "progress": not quiet and sys.stderr.isatty(),
+        "on_note": on_note,
+    }
     try:
-        report = pipe.run_dir(
-            lowres_dir,
-            out_dir,
-            recursive=recursive,
-            skip_existing=skip_existing,
-            overwrite=overwrite,
-            fmt=fmt,
-            quality=quality,
-            scale=scale,
-            progress=not quiet and sys.stderr.isatty(),
-            on_note=on_note,
-        )
+        if ray_address is None:
+            report = pipe.run_dir(lowres_dir, out_dir, **options)
+        else:
+            report = _run_on_ray(lowres_dir, out_dir, weights, settings | {"only": only, "sr_model": sr_model},
+                                 ray_address, ray_actors, ray_cpus_per_actor, options)  # fmt: skip
     except RunError as e:
         raise click.UsageError(str(e)) from None
     summary = f"processed {len(report.processed)}, skipped {len(report.skipped)}, failed {len(report.failed)}"
@@ -167,6 +191,25 @@ def run(
     for rel, reason in report.failed:
         _say(f"  failed {rel}: {reason}", quiet=False)
     sys.exit(0 if report.ok else 1)
+
+
+def _run_on_ray(in_dir, out_dir, weights, settings, address, actors, cpus_per_actor, options):
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise click.UsageError('--ray needs its extra: pip install -e ".[ray]"') from None
+    from cascade.ray_run import run_on_ray
+
+    return run_on_ray(
+        in_dir,
+        out_dir,
+        weights=weights,
+        settings=settings,
+        address=address or None,
+        actors=actors,
+        cpus_per_actor=cpus_per_actor,
+        **options,
+    )
 
 
 @cli.command()

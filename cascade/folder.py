@@ -191,30 +191,26 @@ def plan_jobs(
     return jobs
 
 
-def run_folder(
-    pipe: Pipeline,
-    in_dir: str | Path,
-    out_dir: str | Path,
+def start_run(
+    in_dir: Path,
+    out_dir: Path,
     *,
-    recursive: bool = False,
-    skip_existing: bool = False,
-    overwrite: bool = False,
-    fmt: str = "png",
-    quality: int = 95,
-    scale: float | None = None,
-    progress: bool = True,
-    on_note: Callable[[Path, str], None] | None = None,
-) -> RunReport:
-    """Restore every image of ``in_dir`` (a folder, or one file) into ``out_dir``. Bad files are reported in
-    the returned report and skipped; the run goes on. Raises RunError before writing anything when the request
-    itself is wrong. Decoding and encoding run in background threads, overlapping the networks."""
-    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    recursive: bool,
+    skip_existing: bool,
+    overwrite: bool,
+    fmt: str,
+    scale: float | None,
+    on_note: Callable[[Path, str], None] | None,
+) -> tuple[list[Job], RunReport, Callable[[Path, str], None]]:
+    """What every folder run does before its first image, wherever the networks run: check the request (a
+    RunError before anything is written), plan the jobs, remove the temporary files an interrupted run left.
+    Returns the jobs, the report so far and the ``note`` function that records (and passes on) notes."""
     if fmt not in FORMATS:
         raise RunError(f"unknown output format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     if skip_existing and overwrite:
         raise RunError("--skip-existing and --overwrite contradict each other; pass one")
     try:
-        scale = check_scale(scale)
+        check_scale(scale)
     except (TypeError, ValueError) as e:
         raise RunError(str(e)) from None
     _check_input(in_dir)
@@ -245,6 +241,37 @@ def run_folder(
         note(rel, text)
     for stale in remove_abandoned_temps(out_dir, recursive):
         note(stale.relative_to(out_dir), "removed: a temporary file an interrupted run left")
+    return jobs, report, note
+
+
+def run_folder(
+    pipe: Pipeline,
+    in_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    recursive: bool = False,
+    skip_existing: bool = False,
+    overwrite: bool = False,
+    fmt: str = "png",
+    quality: int = 95,
+    scale: float | None = None,
+    progress: bool = True,
+    on_note: Callable[[Path, str], None] | None = None,
+) -> RunReport:
+    """Restore every image of ``in_dir`` (a folder, or one file) into ``out_dir``. Bad files are reported in
+    the returned report and skipped; the run goes on. Raises RunError before writing anything when the request
+    itself is wrong. Decoding and encoding run in background threads, overlapping the networks."""
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    jobs, report, note = start_run(
+        in_dir,
+        out_dir,
+        recursive=recursive,
+        skip_existing=skip_existing,
+        overwrite=overwrite,
+        fmt=fmt,
+        scale=scale,
+        on_note=on_note,
+    )
 
     def fail(rel: Path, reason: str) -> None:
         report.failed.append((rel, reason))

@@ -87,8 +87,31 @@ def read_gray(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> GrayIma
     """Decode ``path`` (a format of ``READ_FORMATS``) into luminance; raise ImageError with a one-line reason."""
     path = Path(path)
     _check_regular_file(path)
+    return _decode_gray(path, path, max_pixels)
+
+
+def decode_gray(data: bytes, name: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> GrayImage:
+    """``read_gray`` for a file's bytes, read elsewhere (a Ray worker); ``name`` is the file, for messages."""
+    if not data:
+        raise ImageError(f"{name}: empty file")
+    return _decode_gray(data, Path(name), max_pixels)
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """A file's bytes, after the checks ``read_gray`` makes (a FIFO or a device is refused, not read)."""
+    path = Path(path)
+    _check_regular_file(path)
     try:
-        with _without_pillow_pixel_limit(), _warnings_as_notes() as warned, open_image(path) as img:
+        return path.read_bytes()
+    except PermissionError:
+        raise ImageError(f"{path}: cannot read it (permission denied)") from None
+    except OSError as e:
+        raise ImageError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
+def _decode_gray(source: Path | bytes, path: Path, max_pixels: int) -> GrayImage:
+    try:
+        with _without_pillow_pixel_limit(), _warnings_as_notes() as warned, open_image(source) as img:
             w, h = img.size
             if w * h > max_pixels:
                 raise ImageError(_too_large(path, w, h, max_pixels))
