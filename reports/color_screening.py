@@ -74,9 +74,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     speeds = {}
-    for line in (
-        args.speeds.read_text().replace("\r", "").splitlines()
-    ):  # the CSV rows it was cut from end in CR LF
+    # the CSV cells the file was cut from end in CR LF: read bytes, so that no CR splits a line
+    for line in args.speeds.read_bytes().decode().replace("\r", "").split("\n"):
         if not line.strip():
             continue
         name, *values = line.split()
