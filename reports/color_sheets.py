@@ -4,8 +4,9 @@
         --model "Lite0 UNet (bundled)=cascade/pretrained/default" --model "pix2pix UNet=runs/color_pix2pix/pipeline"
 
 One sheet of Kodak24 (each photo made gray and colorized at its native 768x512, as `cascade run` would; shown
-at half size) and one of the example images through the whole cascade (the bundled SR model, then each
-colorizer). Sheets are JPEG (quality 90) to keep the repository small.
+at half size), one of the example images through the whole cascade (the bundled SR model, then each
+colorizer), and with ``--old`` one of real gray photographs colorized at their own size. Sheets are JPEG
+(quality 90) to keep the repository small.
 """
 
 from __future__ import annotations
@@ -52,11 +53,25 @@ def examples_sheet(cascades: dict[str, Pipeline], folder: Path) -> Image.Image:
     return stack(rows)
 
 
+def gray_sheet(colorizers: dict[str, Pipeline], folder: Path) -> Image.Image:
+    """Gray photographs with no ground truth (OldPhotos12): gray | each colorizer, at native size."""
+    rows = []
+    for path in list_images(folder):
+        gray = np.asarray(Image.open(path).convert("L"))
+        panels = [("gray photograph", np.stack([gray] * 3, -1))]
+        panels += [(name, np.asarray(pipe(gray).convert("RGB"))) for name, pipe in colorizers.items()]
+        rows.append(sheet([(caption, shrink(p, DISPLAY_HEIGHT)) for caption, p in panels]))
+    return stack(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True, metavar="NAME=PIPELINE_FOLDER")
     parser.add_argument("--kodak", type=Path, required=True)
     parser.add_argument("--examples", type=Path, default=Path("examples"))
+    parser.add_argument(
+        "--old", type=Path, help="A folder of gray photographs, e.g. ../shared/data/bench/OldPhotos12"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     colorizers = {}
@@ -71,7 +86,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     kodak_sheet(colorizers, args.kodak).save(args.out / "sheet_kodak24.jpg", quality=90)
     examples_sheet(cascades, args.examples).save(args.out / "sheet_examples.jpg", quality=90)
-    print(f"wrote {args.out}/sheet_kodak24.jpg and sheet_examples.jpg")
+    if args.old:
+        gray_sheet(colorizers, args.old).save(args.out / "sheet_oldphotos.jpg", quality=90)
+    print(f"wrote the sheets into {args.out}")
 
 
 if __name__ == "__main__":

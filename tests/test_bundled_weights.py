@@ -36,8 +36,9 @@ def test_bundled_sr_model_beats_bicubic(camera, sr_model):
 
 
 def test_bundled_colorizer_beats_gray():
-    """Means over chelsea and coffee; measured: CIEDE2000 18.7 (gray) -> 15.9, PSNR 16.8 -> 18.2 dB, CF 23 and 28.
-    A colorizer that kept the gray or painted colors at random would fail one of these."""
+    """Means over chelsea and coffee; measured: CIEDE2000 18.7 (gray) -> 13.9, PSNR 16.8 -> 20.4 dB, CF 22 and 21
+    (the colorizer bundled before: 15.9 and 18.2 dB). A colorizer that kept the gray or painted colors at random
+    would fail one of these."""
     pipe = Pipeline.from_pretrained(only="color", device="cpu")
     scores = {"gray": [], "ours": []}
     for truth in (data.chelsea(), data.coffee()):
@@ -47,5 +48,5 @@ def test_bundled_colorizer_beats_gray():
         for method, out in (("gray", gray_rgb8(luma(truth))), ("ours", ours)):
             scores[method].append((ciede2000(out, truth), psnr_rgb(out, truth)))
     (gray_de, gray_psnr), (our_de, our_psnr) = (np.mean(scores[m], axis=0) for m in ("gray", "ours"))
-    assert our_de < gray_de - 1.5, (our_de, gray_de)
-    assert our_psnr > gray_psnr + 0.5, (our_psnr, gray_psnr)
+    assert our_de < gray_de - 3, (our_de, gray_de)
+    assert our_psnr > gray_psnr + 2, (our_psnr, gray_psnr)
