@@ -125,7 +125,7 @@ def test_recipe_numbers_follow_the_issue():
     psnr, gan = load_config(RECIPES[0]), load_config(RECIPES[1])
     assert (psnr.optim.lr, psnr.optim.betas, psnr.loss.pixel, psnr.data.crop) == (2e-4, (0.9, 0.99), 1.0, 128)
     assert (gan.loss.pixel, gan.loss.perceptual, gan.loss.gan, gan.optim.lr) == (1e-2, 1.0, 5e-3, 1e-4)
-    for recipe in RECIPES[2:]:
+    for recipe in (r for r in RECIPES if "/color_" in r):
         color = load_config(recipe)
         assert (color.loss.pixel, color.loss.gan, color.optim.betas, color.data.crop) == (
             100.0,
