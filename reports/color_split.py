@@ -1,0 +1,51 @@
+"""The colorizer's data split: folders of symlinks into ../shared/data/train, a held-out share chosen by name.
+
+    python reports/color_split.py --train ../shared/data/train --out ~/data
+
+makes OUT/color_train and OUT/color_holdout. An image is held out when the SHA-1 of "SET/relative/path" falls
+in the lowest 2.5%: the split depends only on the names, so it is the same on every machine and in every session.
+Only the larger sets give held-out images; the small ones (Photos, WikiPhotos49, T91) are all trained on, and
+scikit-image's astronaut, camera, chelsea and coffee (the sources of the examples and of a test) are left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+from pathlib import Path
+
+HELD_OUT_SETS = ("BSDS400", "ImageNet600", "Imagenette1000", "Imagenette1500", "IntelScenes1500", "IntelScenes4800")
+TRAIN_ONLY_SETS = ("Photos", "WikiPhotos49", "T91")
+LEFT_OUT = {"astronaut", "camera", "chelsea", "coffee"}
+HOLDOUT_SHARE = 0.025
+SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def held_out(key: str) -> bool:
+    return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 2**32 < HOLDOUT_SHARE
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=Path, required=True, help="../shared/data/train")
+    parser.add_argument("--out", type=Path, required=True, help="where color_train/ and color_holdout/ go")
+    args = parser.parse_args()
+    counts = {"color_train": 0, "color_holdout": 0}
+    for name in HELD_OUT_SETS + TRAIN_ONLY_SETS:
+        root = args.train / name
+        for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES):
+            if name == "Photos" and path.stem in LEFT_OUT:
+                continue
+            rel = path.relative_to(args.train).as_posix()
+            split = "color_holdout" if name in HELD_OUT_SETS and held_out(rel) else "color_train"
+            link = args.out / split / rel.replace("/", "__")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.is_symlink():
+                os.symlink(path.resolve(), link)
+            counts[split] += 1
+    print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+if __name__ == "__main__":
+    main()
