@@ -12,13 +12,10 @@ from tqdm import tqdm
 
 from cascade.cli_types import FiniteFloat
 from cascade.config import ConfigError, load_yaml
+from cascade.defaults import DTYPE_NAMES, RENDER_SIZE, SR_MODEL_NAMES, TILE
 from cascade.folder import RunError
 from cascade.imageio import DEFAULT_MAX_PIXELS, FORMATS
 from cascade.training import cli as training_cli
-
-# The keys of cascade.devices.DTYPES, spelled out so that --help does not import torch.
-DTYPE_NAMES = ["fp32", "bf16", "fp16"]
-SR_MODEL_NAMES = ["psnr", "realesrgan"]  # cascade.pipeline.SR_MODELS, without importing torch
 
 # options several commands share, declared once
 DEVICE = click.option(
@@ -50,7 +47,7 @@ def cli() -> None:
     "--dtype", type=click.Choice(DTYPE_NAMES), default="fp32", help="Network precision; fp16 on GPU only."
 )
 @click.option(
-    "--tile", type=click.IntRange(min=0), default=256, help="SR tile size in input pixels; 0: whole images."
+    "--tile", type=click.IntRange(min=0), default=TILE, help="SR tile size in input pixels; 0: whole images."
 )
 @click.option(
     "--render-size",
@@ -249,7 +246,7 @@ def init(config: Path, out_dir: Path) -> None:
         out_dir,
         sr,
         color,
-        render_size=cfg.get("render_size", 256),
+        render_size=cfg.get("render_size", RENDER_SIZE),
         trained=False,
         description=f"untrained, initialised from {config.name}",
     )
@@ -332,7 +329,7 @@ def _network_options(f):
         click.option(
             "--tile",
             type=click.IntRange(min=0),
-            default=256,
+            default=TILE,
             help="Largest SR tile in input pixels; 0: whole images.",
         ),
         click.option(

@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cascade.defaults import COLOR_TILE, RENDER_SIZE, TILE, TILE_OVERLAP
 from cascade.tiling import tiled_apply
 from color.lab import AB_SCALE, L_SCALE, L_SHIFT, gray_to_lightness, lab_to_rgb
 
 CPU = torch.device("cpu")
 JOIN_ROWS = 256  # full-resolution rows converted Lab -> RGB at a time, to bound memory on huge outputs
-DEFAULT_SATURATION = 1.0  # the factor on predicted a*b*: the colors as the colorizer predicts them
 
 
 def _runner(model: nn.Module, device: torch.device, dtype: torch.dtype):
@@ -28,8 +28,8 @@ def upscale(
     model: nn.Module,
     scale: int,
     *,
-    tile: int | None = 256,
-    overlap: int = 16,
+    tile: int | None = TILE,
+    overlap: int = TILE_OVERLAP,
     batch_size: int = 1,
     device: torch.device = CPU,
     dtype: torch.dtype = torch.float32,
@@ -68,8 +68,8 @@ def predict_chroma(
     gray: torch.Tensor,
     model: nn.Module,
     *,
-    render_size: int | None = 256,
-    tile: int | None = 512,
+    render_size: int | None = RENDER_SIZE,
+    tile: int | None = COLOR_TILE,
     batch_size: int = 1,
     device: torch.device = CPU,
     dtype: torch.dtype = torch.float32,

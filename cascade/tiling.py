@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from cascade.defaults import TILE, TILE_OVERLAP
+
 Fn = Callable[[torch.Tensor], torch.Tensor]  # (N, C, h, w) -> (N, C', h * scale, w * scale)
 
 
@@ -75,8 +77,8 @@ def tiled_apply(
     fn: Fn,
     x: torch.Tensor,
     scale: int = 1,
-    tile: int | None = 256,
-    overlap: int = 32,
+    tile: int | None = TILE,
+    overlap: int = TILE_OVERLAP,
     batch_size: int = 1,
     multiple: int = 1,
 ) -> torch.Tensor:

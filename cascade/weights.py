@@ -16,17 +16,14 @@ from torch import nn
 
 from cascade.atomic import atomic_path
 from cascade.config import ConfigError, load_yaml, plain
-from cascade.inference import DEFAULT_SATURATION
-from cascade.models import create_colorizer, create_sr_generator
+from cascade.defaults import RENDER_SIZE, RENDER_SIZES, SATURATION, SATURATIONS
+from cascade.models import STAGES, Stage
 
 FORMAT = "cascade-pipeline/1"
 CONFIG_NAME = "pipeline.yaml"
-STAGES = ("sr", "color")
 _TOP_KEYS = {"format", "trained", "description", *STAGES}
-_STAGE_KEYS = {"model", "weights", "render_size", "saturation"}
+_STAGE_KEYS = ("model", "weights")  # and the stage's own settings (``Stage.settings``)
 MAX_PARAMETERS = 500_000_000  # 2 GB in fp32, 30x Real-ESRGAN's RRDBNet: larger is a broken or hostile config
-RENDER_SIZES = (8, 16384)  # the colorizer's short side, in pixels
-SATURATIONS = (0.0, 4.0)  # the factor on a*b*: 0 gray, 1 as predicted
 
 
 @dataclass
@@ -36,7 +33,7 @@ class LoadedPipeline:
     render_size: int | None
     trained: bool
     description: str
-    saturation: float = DEFAULT_SATURATION
+    saturation: float = SATURATION
 
 
 def _config_path(path: str | Path) -> Path:
@@ -77,7 +74,7 @@ def load_pipeline(path: str | Path, only: str | None = None) -> LoadedPipeline:
         if section is None or (only is not None and only != stage):
             models[stage] = None
             continue
-        models[stage] = _load_stage(cfg_path.parent, stage, section, where)
+        models[stage] = _load_stage(cfg_path.parent, STAGES[stage], section, where)
     if only is not None and models[only] is None:
         raise ConfigError(f"{where}: has no {only!r} stage to run alone")
     if models["sr"] is None and models["color"] is None:
@@ -86,8 +83,8 @@ def load_pipeline(path: str | Path, only: str | None = None) -> LoadedPipeline:
         if key in cfg and not isinstance(cfg[key], kind):
             raise ConfigError(f"{where}: {key} must be a {kind.__name__}, not {cfg[key]!r}")
     color = cfg.get("color") or {}
-    render_size = _render_size(color.get("render_size", 256), where)
-    saturation = _saturation(color.get("saturation", DEFAULT_SATURATION), where)
+    render_size = _render_size(color.get("render_size", RENDER_SIZE), where)
+    saturation = _saturation(color.get("saturation", SATURATION), where)
     return LoadedPipeline(
         models["sr"],
         models["color"],
@@ -114,21 +111,22 @@ def _saturation(value: Any, where: str) -> float:
     raise ConfigError(f"{where} [color]: saturation must be a number from {low:g} to {high:g}, not {value!r}")
 
 
-def _load_stage(folder: Path, stage: str, section: Any, where: str) -> nn.Module:
-    where = f"{where} [{stage}]"
+def _load_stage(folder: Path, stage: Stage, section: Any, where: str) -> nn.Module:
+    where = f"{where} [{stage.name}]"
     if not isinstance(section, dict) or "model" not in section or "weights" not in section:
         raise ConfigError(f"{where}: needs 'model' (the architecture) and 'weights' (a .safetensors file)")
-    unknown = sorted(set(section) - _STAGE_KEYS)
+    valid = {*_STAGE_KEYS, *stage.settings}
+    unknown = sorted(set(section) - valid)
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key {', '.join(unknown)}; valid keys: {', '.join(sorted(_STAGE_KEYS))}"
+            f"{where}: unknown key {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}"
         )
     if not isinstance(section["model"], dict) or not isinstance(section["model"].get("arch"), str):
         raise ConfigError(f"{where}: model must be a mapping with an 'arch' name, not {section['model']!r}")
-    model_cfg = dict(section["model"])
-    if stage == "color" and "pretrained" in model_cfg:
-        model_cfg["pretrained"] = None  # the saved weights replace any pretrained encoder: never download
-    create = create_colorizer if stage == "color" else create_sr_generator
+    model_cfg = stage.without_encoder_weights(
+        section["model"]
+    )  # the saved weights replace it: never download
+    create = stage.create
     weights = _weights_file(folder, section["weights"], where)
     with torch.device("meta"):  # shapes only: a config asking for terabytes allocates nothing
         shapes = {k: tuple(v.shape) for k, v in create(model_cfg).state_dict().items()}
@@ -172,8 +170,8 @@ def save_pipeline(
     sr: nn.Module | None,
     color: nn.Module | None,
     *,
-    render_size: int | None = 256,
-    saturation: float = DEFAULT_SATURATION,
+    render_size: int | None = RENDER_SIZE,
+    saturation: float = SATURATION,
     trained: bool = True,
     description: str = "",
     dtype: torch.dtype = torch.float32,
@@ -182,29 +180,27 @@ def save_pipeline(
     folder = Path(path).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     cfg: dict[str, Any] = {"format": FORMAT, "trained": trained, "description": description}
-    for stage, model in (("sr", sr), ("color", color)):
+    for stage, model in zip(STAGES.values(), (sr, color), strict=True):
         if model is None:
             continue
         arch_config = getattr(model, "arch_config", None)
         if arch_config is None:
             raise ValueError(
-                f"the {stage} model was not built by cascade.models, so its architecture is unknown"
+                f"the {stage.name} model was not built by cascade.models, so its architecture is unknown"
             )
-        arch_config = dict(arch_config)
-        if "pretrained" in arch_config:
-            arch_config["pretrained"] = None  # saved weights include the encoder
+        arch_config = stage.without_encoder_weights(arch_config)  # saved weights include the encoder
         state = {
             k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
             for k, v in model.state_dict().items()
         }
-        name = f"{stage}.safetensors"
+        name = f"{stage.name}.safetensors"
         with atomic_path(folder / name) as tmp:
-            save_file(state, tmp, metadata={"format": FORMAT, "stage": stage})
-        cfg[stage] = {"model": plain(arch_config), "weights": name}
-        if stage == "color":
-            cfg[stage]["render_size"] = render_size
-            if saturation != DEFAULT_SATURATION:
-                cfg[stage]["saturation"] = saturation
+            save_file(state, tmp, metadata={"format": FORMAT, "stage": stage.name})
+        section = cfg[stage.name] = {"model": plain(arch_config), "weights": name}
+        if "render_size" in stage.settings:
+            section["render_size"] = render_size
+        if "saturation" in stage.settings and saturation != SATURATION:
+            section["saturation"] = saturation
     text = yaml.safe_dump(cfg, sort_keys=False)
     with atomic_path(folder / CONFIG_NAME) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -15,7 +15,14 @@ import hashlib
 import os
 from pathlib import Path
 
-HELD_OUT_SETS = ("BSDS400", "ImageNet600", "Imagenette1000", "Imagenette1500", "IntelScenes1500", "IntelScenes4800")
+HELD_OUT_SETS = (
+    "BSDS400",
+    "ImageNet600",
+    "Imagenette1000",
+    "Imagenette1500",
+    "IntelScenes1500",
+    "IntelScenes4800",
+)
 TRAIN_ONLY_SETS = ("Photos", "WikiPhotos49", "T91")
 LEFT_OUT = {"astronaut", "camera", "chelsea", "coffee"}
 HOLDOUT_SHARE = 0.025

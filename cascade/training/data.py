@@ -26,10 +26,10 @@ from cascade.atomic import atomic_path
 from cascade.config import ConfigError
 from cascade.folder import find_inputs
 from cascade.imageio import open_image
+from cascade.models import STAGES
 
 PACK_FORMAT = "cascade-pack/1"
 PACK_SUFFIX = ".pack"
-MODES = {"sr": "L", "color": "RGB"}  # SR trains on luminance; colorization needs the colors
 _GRAY_TOLERANCE = 2  # channels within this many levels of each other: a gray photo (JPEG noise aside)
 
 
@@ -113,7 +113,7 @@ def load_images(
 ) -> ImageSet:
     """Images for ``stage`` from folders (decoded now) or from one pack (checked against the recipe)."""
     paths = [Path(s).expanduser() for s in sources]
-    mode = MODES[stage]
+    mode = STAGES[stage].image_mode
     if len(paths) == 1 and paths[0].is_file():
         return _load_pack(paths[0], mode, short_side, workers)
     files = list_images(paths)
@@ -144,7 +144,7 @@ def write_pack(
     stay small on disk) and re-encoded with ``codec``: png is lossless (SR targets must be), jpeg is smaller.
     """
     paths = [Path(s).expanduser() for s in sources]
-    mode = MODES[stage]
+    mode = STAGES[stage].image_mode
     files = list_images(paths)
     arrays, kept, skipped = _decode_all(files, [str(f) for f in files], mode, short_side, workers, False)
     _warn_skipped(skipped, ", ".join(map(str, paths)))

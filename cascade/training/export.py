@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from cascade.config import ConfigError, load_yaml
+from cascade.defaults import RENDER_SIZE
+from cascade.devices import DTYPES
+from cascade.training.runlog import BEST, FINAL
 from cascade.weights import CONFIG_NAME, load_pipeline, save_pipeline
 
-_FOLDERS = {False: "pipeline", True: "best"}
+_FOLDERS = {False: FINAL, True: BEST}
 
 
 def stage_folder(path: Path, best: bool) -> Path:
@@ -33,7 +34,7 @@ def join_runs(
 ) -> Path:
     """Write a pipeline folder with the SR stage of ``sr_run`` and the color stage of ``color_run``."""
     sr = color = None
-    render_size = 256
+    render_size = RENDER_SIZE
     notes = []
     if sr_run is not None:
         folder = stage_folder(sr_run, best)
@@ -45,8 +46,7 @@ def join_runs(
         color, render_size = loaded.color, loaded.render_size
         notes.append(_describe(folder))
     text = description or " + ".join(n for n in notes if n)
-    weights_dtype = torch.float16 if dtype == "fp16" else torch.float32
-    return save_pipeline(out, sr, color, render_size=render_size, description=text, dtype=weights_dtype)
+    return save_pipeline(out, sr, color, render_size=render_size, description=text, dtype=DTYPES[dtype])
 
 
 def add_sr_variant(folder: Path, name: str, sr_run: Path, *, best: bool = False, dtype: str = "fp32") -> Path:

@@ -1,9 +1,10 @@
 """``train(cfg, data, out)``: one loop for both stages, top to bottom.
 
-Per step: sample crops on the device, make the stage's (input, target) batch, a generator update (pixel,
-perceptual and, after ``pretrain_steps``, GAN terms), an EMA update, then a discriminator update. Validation,
-sample grids, checkpoints and the loss curve come every so many steps; at the end (step count reached or
-``max_minutes`` spent) a checkpoint and the exported pipeline folder.
+Per step (``train_step``): sample crops on the device, make the stage's (input, target) batch, a generator
+update (pixel, perceptual and, after ``pretrain_steps``, GAN terms), an EMA update, then a discriminator update.
+Validation and sample grids (``evaluate``), checkpoints (``checkpoint``) and the loss curve come every so many
+steps; at the end (step count reached or ``max_minutes`` spent) a checkpoint and the exported pipeline folder
+(``export``). A ``Run`` holds what lives between steps.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,24 +29,15 @@ from tqdm import tqdm
 from cascade.atomic import remove_abandoned_temps
 from cascade.config import ConfigError
 from cascade.imagenet_weights import resolve_pretrained
-from cascade.models import (
-    create_color_discriminator,
-    create_colorizer,
-    create_sr_discriminator,
-    create_sr_generator,
-    sr_scale,
-)
+from cascade.models import STAGES
 from cascade.training import distributed
 from cascade.training.checkpoint import NAME as CHECKPOINT
 from cascade.training.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from cascade.training.config import OptimConfig, TrainConfig, save_config
 from cascade.training.data import CropSampler, center_crops, load_images, split
-from cascade.training.runlog import RunLog
-from cascade.training.stages import ColorStage, SRStage
+from cascade.training.runlog import BEST, FINAL, PRETRAINED, RunLog
+from cascade.training.stages import TRAINING_STAGES, ColorStage, SRStage
 from cascade.weights import load_pipeline, save_pipeline
-
-FINAL, BEST = "pipeline", "best"  # exported pipeline folders inside a run folder
-PRETRAINED = "pretrained"  # ImageNet weights converted for timm, inside a run folder
 
 
 def lr_at(step: int, total: int, optim: OptimConfig, peak: float) -> float:
@@ -66,17 +60,13 @@ def gan_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
 def build_models(cfg: TrainConfig, for_resume: bool, cache_dir: Path) -> tuple[nn.Module, nn.Module | None]:
     """The recipe's generator (and discriminator). On resume the checkpoint replaces any pretrained encoder,
     so none is loaded (nor downloaded); weights from a pip package are converted into ``cache_dir``."""
-    if cfg.stage == "sr":
-        generator = create_sr_generator(cfg.model)
-        disc = create_sr_discriminator(cfg.discriminator) if cfg.discriminator else None
-    else:
-        model_cfg = dict(cfg.model)
-        if for_resume and "pretrained" in model_cfg:
-            model_cfg["pretrained"] = None
-        elif "pretrained" in model_cfg:
-            model_cfg["pretrained"] = resolve_pretrained(model_cfg["pretrained"], cache_dir)
-        generator = create_colorizer(model_cfg)
-        disc = create_color_discriminator(cfg.discriminator) if cfg.discriminator else None
+    spec = STAGES[cfg.stage]
+    model_cfg = dict(cfg.model)
+    if spec.encoder_option in model_cfg:
+        option = spec.encoder_option
+        model_cfg[option] = None if for_resume else resolve_pretrained(model_cfg[option], cache_dir)
+    generator = spec.create(model_cfg)
+    disc = spec.create_discriminator(cfg.discriminator) if cfg.discriminator else None
     return generator, disc
 
 
@@ -112,51 +102,71 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def train(
-    cfg: TrainConfig,
-    data: Sequence[str | Path],
-    out: str | Path,
-    *,
-    init: str | Path | None = None,
-    resume: bool = False,
-    max_minutes: float | None = None,
-    progress: bool = True,
-) -> Path:
-    """Train one stage as ``cfg`` says on the images of ``data`` (folders or one pack); returns the exported
-    pipeline folder (``out/pipeline``). ``resume`` continues from ``out/checkpoint.pt``."""
-    started = time.monotonic()
-    out = Path(out).expanduser()
-    procs = distributed.start(cfg.train.device)
-    if procs.main:
-        for stale in remove_abandoned_temps(out):  # a partial checkpoint or export of a killed run
-            warnings.warn(f"removed {stale}: a temporary file an interrupted run left", stacklevel=2)
-    device, t, d = procs.device, cfg.train, cfg.data
-    if t.precision == "fp16" and device.type != "cuda":
-        raise ConfigError("train.precision fp16 needs a CUDA GPU; use bf16 or fp32 here")
-    state = load_checkpoint(out / CHECKPOINT) if resume else None
-    if state is not None:
-        if state["world_size"] != procs.world:
-            raise ConfigError(
-                f"{out}: the run was checkpointed with {state['world_size']} process(es); resume it with as many"
-            )
-        for key in ("stage", "model", "discriminator"):
-            if state["config"][key] != cfg.to_dict()[key]:
-                raise ConfigError(
-                    f"{out}: the run was trained with {key} {state['config'][key]}, not {cfg.to_dict()[key]}; "
-                    "resume without --config to use the run's own config.yaml"
-                )
+@dataclass
+class Run:
+    """What one training run holds between steps. ``generator`` and ``disc`` are the plain modules (what is
+    saved); ``g_run`` and ``d_run`` what runs the steps (compiled and/or wrapped for DDP)."""
 
-    # Models and what the stage needs around them; the same seed on every process gives the same weights.
+    cfg: TrainConfig
+    out: Path
+    procs: distributed.Processes
+    stage: SRStage | ColorStage
+    generator: nn.Module
+    disc: nn.Module | None
+    ema: ModelEmaV3 | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer | None
+    scaler: torch.amp.GradScaler
+    frozen_part: nn.Module | None
+    memory_format: torch.memory_format
+    sampler: CropSampler | None = None
+    val_crops: torch.Tensor | None = None
+    g_run: nn.Module | None = None
+    d_run: nn.Module | None = None
+    log: RunLog | None = None
+    step: int = 0
+    best: dict[str, Any] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.procs.device
+
+    @property
+    def shown(self) -> nn.Module:
+        """The generator that is validated and exported: the EMA's when there is one."""
+        return self.ema.module if self.ema is not None else self.generator
+
+
+def _resumable_state(out: Path, cfg: TrainConfig, procs: distributed.Processes) -> dict[str, Any]:
+    """The checkpoint in ``out``, refused when it was made by another number of processes or networks."""
+    state = load_checkpoint(out / CHECKPOINT)
+    if state["world_size"] != procs.world:
+        raise ConfigError(
+            f"{out}: the run was checkpointed with {state['world_size']} process(es); resume it with as many"
+        )
+    for key in ("stage", "model", "discriminator"):
+        if state["config"][key] != cfg.to_dict()[key]:
+            raise ConfigError(
+                f"{out}: the run was trained with {key} {state['config'][key]}, not {cfg.to_dict()[key]}; "
+                "resume without --config to use the run's own config.yaml"
+            )
+    return state
+
+
+def build_run(
+    cfg: TrainConfig, out: Path, procs: distributed.Processes, init: str | Path | None, resuming: bool
+) -> Run:
+    """Models, the stage around them, the EMA and the optimizers; the same seed on every process gives the
+    same weights."""
+    t, device = cfg.train, procs.device
     torch.manual_seed(t.seed)
-    generator, disc = build_models(cfg, for_resume=state is not None, cache_dir=out / PRETRAINED)
-    if init is not None and state is None:
+    generator, disc = build_models(cfg, for_resume=resuming, cache_dir=out / PRETRAINED)
+    if init is not None and not resuming:
         load_init(generator, init, cfg.stage)
-    stage = SRStage(cfg, sr_scale(generator), out / PRETRAINED) if cfg.stage == "sr" else ColorStage(cfg)
-    stage.to(device)
-    scale = stage.scale
-    for name, size in (("data.crop", d.crop), ("data.val_crop", d.val_crop)):
-        if size % scale:
-            raise ConfigError(f"{name} ({size}) must be a multiple of the SR scale ({scale})")
+    stage = TRAINING_STAGES[cfg.stage].build(cfg, generator, out / PRETRAINED).to(device)
+    for name, size in (("data.crop", cfg.data.crop), ("data.val_crop", cfg.data.val_crop)):
+        if size % stage.scale:
+            raise ConfigError(f"{name} ({size}) must be a multiple of the SR scale ({stage.scale})")
     memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
     generator.to(device, memory_format=memory_format)
     frozen_part = _freezable(generator, t.freeze_encoder_steps, procs.distributed)
@@ -171,13 +181,19 @@ def train(
     opt_g = torch.optim.AdamW(
         generator.parameters(), lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay
     )
-    d_lr = opt.d_lr if opt.d_lr is not None else opt.lr
     opt_d = None
     if disc is not None:
+        d_lr = opt.d_lr if opt.d_lr is not None else opt.lr
         opt_d = torch.optim.AdamW(disc.parameters(), lr=d_lr, betas=opt.betas, weight_decay=opt.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=t.precision == "fp16")
+    return Run(cfg, out, procs, stage, generator, disc, ema, opt_g, opt_d, scaler, frozen_part, memory_format)
 
-    # Data: decoded once, kept on the device; each process samples its own crops.
+
+def load_data(
+    cfg: TrainConfig, data: Sequence[str | Path], procs: distributed.Processes
+) -> tuple[CropSampler, torch.Tensor | None]:
+    """Decoded once, kept on the device: a crop sampler per process, and the first process's validation crops."""
+    d, device = cfg.data, procs.device
     with warnings.catch_warnings():
         if not procs.main:
             warnings.simplefilter("ignore")  # every process reads the same files: let one of them speak
@@ -187,7 +203,7 @@ def train(
     if len(train_images) < len(train_ids):
         warnings.warn(
             f"{len(train_ids) - len(train_images)} training image(s) smaller than data.crop ({d.crop} px) left out",
-            stacklevel=2,
+            stacklevel=3,
         )
     if not train_images:
         raise ConfigError(f"no training image is at least data.crop ({d.crop} px) on each side")
@@ -196,176 +212,236 @@ def train(
     if val_ids and procs.main:
         val_images = [images.images[i] for i in val_ids]
         val_crops = center_crops(val_images, d.val_crop, d.val_max_images).to(device)
+    return sampler, val_crops
 
-    step, best = 0, None
-    if state is not None:
-        generator.load_state_dict(state["generator"])
-        opt_g.load_state_dict(state["opt_g"])
-        if disc is not None:
-            disc.load_state_dict(state["discriminator"])
-            opt_d.load_state_dict(state["opt_d"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        scaler.load_state_dict(state["scaler"])
-        restore_rng(state["rng"][procs.rank], sampler.generator)
-        step, best = state["step"], state["best"]
-    del state
 
-    # What runs the steps: compiled and/or wrapped for DDP; the plain modules are what gets saved.
-    g_run, d_run = generator, disc
-    if t.compile:
+def restore(run: Run, state: dict[str, Any]) -> None:
+    """Continue ``run`` from a checkpoint: weights, optimizers, EMA, loss scaler, crop sampler, step, best."""
+    run.generator.load_state_dict(state["generator"])
+    run.opt_g.load_state_dict(state["opt_g"])
+    if run.disc is not None:
+        run.disc.load_state_dict(state["discriminator"])
+        run.opt_d.load_state_dict(state["opt_d"])
+    if run.ema is not None:
+        run.ema.load_state_dict(state["ema"])
+    run.scaler.load_state_dict(state["scaler"])
+    restore_rng(state["rng"][run.procs.rank], run.sampler.generator)
+    run.step, run.best = state["step"], state["best"]
+
+
+def runnable(run: Run) -> tuple[nn.Module, nn.Module | None]:
+    """The modules that run the steps: compiled (``train.compile``) and/or wrapped for DDP."""
+    g_run, d_run = run.generator, run.disc
+    if run.cfg.train.compile:
         g_run = torch.compile(g_run)
         d_run = torch.compile(d_run) if d_run is not None else None
-    if procs.distributed:
-        ids = [device.index] if device.type == "cuda" else None
+    if run.procs.distributed:
+        ids = [run.device.index] if run.device.type == "cuda" else None
         g_run = DistributedDataParallel(g_run, device_ids=ids)
         d_run = DistributedDataParallel(d_run, device_ids=ids) if d_run is not None else None
+    return g_run, d_run
 
-    log = None
-    if procs.main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-        loss_fields = [
-            "lr",
-            "total",
-            *stage.loss_terms,
-            *(["gan", "d_real", "d_fake"] if disc else []),
-            "img_per_s",
-        ]
-        log = RunLog(out, loss_fields, stage.val_metrics, step if resume else None)
 
-    def evaluate(at: int) -> None:
-        """Validate the EMA (or plain) generator; keep the best export; draw samples and curves."""
-        nonlocal best
-        model = ema.module if ema is not None else generator
-        was_training = model.training
-        model.eval()
-        with _autocast(device, t.precision):
-            metrics, grid = stage.validate(model, val_crops, d.batch_size, t.sample_images)
-        model.train(was_training)
-        log.val(at, metrics)
-        log.samples(at, grid)
-        log.curves()
-        score = metrics[stage.best_metric]
-        if at > 0 and (best is None or score > best["value"]):
-            best = {"step": at, "value": score}
-            export(out / BEST, f"best {stage.best_metric} {score:.4f} at step {at}")
+def open_log(run: Run, resumed: bool) -> RunLog:
+    """The run folder's config.yaml, and the loss and validation logs (truncated to the step resumed from)."""
+    run.out.mkdir(parents=True, exist_ok=True)
+    save_config(run.cfg, run.out / "config.yaml")
+    gan_terms = ["gan", "d_real", "d_fake"] if run.disc else []
+    loss_fields = ["lr", "total", *run.stage.loss_terms, *gan_terms, "img_per_s"]
+    return RunLog(run.out, loss_fields, run.stage.val_metrics, run.step if resumed else None)
 
-    def export(folder: Path, note: str) -> None:
-        model = ema.module if ema is not None else generator
-        kept = {"sr": model if cfg.stage == "sr" else None, "color": model if cfg.stage == "color" else None}
-        description = f"{cfg.stage} stage from `cascade train` ({out.name}): {note}"
-        save_pipeline(folder, **kept, render_size=d.short_side or d.crop, description=description)
 
-    def checkpoint(at: int) -> None:
-        procs.check_in_sync(generator, "generator")
-        rng = procs.gather(rng_state(sampler.generator))
-        if not procs.main:
-            return
-        save_checkpoint(
-            out / CHECKPOINT,
-            {
-                "config": cfg.to_dict(),
-                "step": at,
-                "world_size": procs.world,
-                "generator": generator.state_dict(),
-                "discriminator": disc.state_dict() if disc is not None else None,
-                "ema": ema.state_dict() if ema is not None else None,
-                "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict() if opt_d is not None else None,
-                "scaler": scaler.state_dict(),
-                "rng": rng,
-                "best": best,
-            },
-        )
+def train_step(run: Run) -> tuple[float, dict[str, torch.Tensor]]:
+    """One generator update (and the discriminator's, once the GAN term is on); returns the learning rate and
+    the loss terms (``total`` first), still on the device."""
+    cfg, t, d, opt = run.cfg, run.cfg.train, run.cfg.data, run.cfg.optim
+    lr_g = lr_at(run.step, t.steps, opt, opt.lr)
+    for group in run.opt_g.param_groups:
+        group["lr"] = lr_g
+    gan_on = run.disc is not None and run.step >= t.pretrain_steps and cfg.loss.gan > 0
+    if run.frozen_part is not None:
+        run.frozen_part.requires_grad_(run.step >= t.freeze_encoder_steps)
 
-    if procs.main and step == 0 and val_crops is not None:
-        evaluate(0)  # the untrained (or --init) start, so the curve shows what training gained
-    bar = tqdm(
-        total=t.steps, initial=step, unit="step", disable=not (progress and procs.main), dynamic_ncols=True
-    )
-    sums: dict[str, torch.Tensor] = {}
-    window_start, window_steps = time.monotonic(), 0
-    images_per_step = d.batch_size * procs.world
-    deadline = started + max_minutes * 60 if max_minutes is not None else None
+    crops = run.sampler.augment(run.sampler.sample(d.batch_size), d.flips, d.rotations)
+    inp, target = run.stage.make_batch(crops, run.sampler.generator)
+    inp = inp.contiguous(memory_format=run.memory_format)
 
-    generator.train()
-    while step < t.steps:
-        lr_g = lr_at(step, t.steps, opt, opt.lr)
-        for group in opt_g.param_groups:
-            group["lr"] = lr_g
-        gan_on = disc is not None and step >= t.pretrain_steps and cfg.loss.gan > 0
-        if frozen_part is not None:
-            frozen_part.requires_grad_(step >= t.freeze_encoder_steps)
-
-        # Batch: crops and augmentation on the device.
-        crops = sampler.augment(sampler.sample(d.batch_size), d.flips, d.rotations)
-        inp, target = stage.make_batch(crops, sampler.generator)
-        inp = inp.contiguous(memory_format=memory_format)
-
-        # Generator step.
-        with _autocast(device, t.precision):
-            output = g_run(inp)
-            terms = stage.losses(output.float(), target)
-            if gan_on:
-                disc.requires_grad_(False)
-                terms["gan"] = cfg.loss.gan * gan_loss(d_run(stage.judged(inp, output)), real=True)
-        loss = sum(terms.values())
-        opt_g.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if opt.grad_clip is not None:
-            scaler.unscale_(opt_g)
-            nn.utils.clip_grad_norm_(generator.parameters(), opt.grad_clip)
-        scaler.step(opt_g)
-        if ema is not None:
-            ema.update(generator, step=step + 1)
-
-        # Discriminator step: real targets against the generator's (detached) outputs.
+    with _autocast(run.device, t.precision):
+        output = run.g_run(inp)
+        terms = run.stage.losses(output.float(), target)
         if gan_on:
-            disc.requires_grad_(True)
-            for group in opt_d.param_groups:
-                group["lr"] = lr_at(step, t.steps, opt, d_lr)
-            with _autocast(device, t.precision):
-                d_real = gan_loss(d_run(stage.judged(inp, target)), real=True)
-                d_fake = gan_loss(d_run(stage.judged(inp, output.detach())), real=False)
-            opt_d.zero_grad(set_to_none=True)
-            scaler.scale(0.5 * (d_real + d_fake)).backward()
-            scaler.step(opt_d)
-            terms |= {"d_real": d_real, "d_fake": d_fake}
-        scaler.update()
-        step += 1
-        window_steps += 1
+            run.disc.requires_grad_(False)
+            terms["gan"] = cfg.loss.gan * gan_loss(run.d_run(run.stage.judged(inp, output)), real=True)
+    loss = sum(terms.values())
+    run.opt_g.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if opt.grad_clip is not None:
+        run.scaler.unscale_(run.opt_g)
+        nn.utils.clip_grad_norm_(run.generator.parameters(), opt.grad_clip)
+    run.scaler.step(run.opt_g)
+    if run.ema is not None:
+        run.ema.update(run.generator, step=run.step + 1)
+    if gan_on:
+        terms |= _discriminator_step(run, inp, target, output.detach())
+    run.scaler.update()
+    return lr_g, {"total": loss, **terms}
 
-        # Book-keeping, without a device sync except when a row is logged.
-        for k, v in {"total": loss, **terms}.items():
-            sums[k] = sums.get(k, 0) + v.detach()
+
+def _discriminator_step(run: Run, inp: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> dict:
+    """Real targets against the generator's (detached) outputs."""
+    opt, t = run.cfg.optim, run.cfg.train
+    run.disc.requires_grad_(True)
+    for group in run.opt_d.param_groups:
+        group["lr"] = lr_at(run.step, t.steps, opt, opt.d_lr if opt.d_lr is not None else opt.lr)
+    with _autocast(run.device, t.precision):
+        d_real = gan_loss(run.d_run(run.stage.judged(inp, real)), real=True)
+        d_fake = gan_loss(run.d_run(run.stage.judged(inp, fake)), real=False)
+    run.opt_d.zero_grad(set_to_none=True)
+    run.scaler.scale(0.5 * (d_real + d_fake)).backward()
+    run.scaler.step(run.opt_d)
+    return {"d_real": d_real, "d_fake": d_fake}
+
+
+def evaluate(run: Run, at: int) -> None:
+    """Validate the shown (EMA or plain) generator; keep the best export; draw samples and curves."""
+    model, t = run.shown, run.cfg.train
+    was_training = model.training
+    model.eval()
+    with _autocast(run.device, t.precision):
+        metrics, grid = run.stage.validate(model, run.val_crops, run.cfg.data.batch_size, t.sample_images)
+    model.train(was_training)
+    run.log.val(at, metrics)
+    run.log.samples(at, grid)
+    run.log.curves()
+    score = metrics[run.stage.best_metric]
+    if at > 0 and (run.best is None or score > run.best["value"]):
+        run.best = {"step": at, "value": score}
+        export(run, run.out / BEST, f"best {run.stage.best_metric} {score:.4f} at step {at}")
+
+
+def export(run: Run, folder: Path, note: str) -> Path:
+    """The shown generator as a pipeline folder of its stage alone."""
+    cfg = run.cfg
+    models = {name: run.shown if name == cfg.stage else None for name in STAGES}
+    description = f"{cfg.stage} stage from `cascade train` ({run.out.name}): {note}"
+    return save_pipeline(
+        folder, **models, render_size=cfg.data.short_side or cfg.data.crop, description=description
+    )
+
+
+def checkpoint(run: Run, at: int) -> None:
+    """Everything ``restore`` needs, written by the first process (every process takes part)."""
+    run.procs.check_in_sync(run.generator, "generator")
+    rng = run.procs.gather(rng_state(run.sampler.generator))
+    if not run.procs.main:
+        return
+    save_checkpoint(
+        run.out / CHECKPOINT,
+        {
+            "config": run.cfg.to_dict(),
+            "step": at,
+            "world_size": run.procs.world,
+            "generator": run.generator.state_dict(),
+            "discriminator": run.disc.state_dict() if run.disc is not None else None,
+            "ema": run.ema.state_dict() if run.ema is not None else None,
+            "opt_g": run.opt_g.state_dict(),
+            "opt_d": run.opt_d.state_dict() if run.opt_d is not None else None,
+            "scaler": run.scaler.state_dict(),
+            "rng": rng,
+            "best": run.best,
+        },
+    )
+
+
+class LossMeter:
+    """Sums the loss terms over a logging window without a device sync; ``row`` reads and resets it."""
+
+    def __init__(self, images_per_step: int):
+        self.images_per_step = images_per_step
+        self.sums: dict[str, torch.Tensor] = {}
+        self.start, self.steps = time.monotonic(), 0
+
+    def add(self, terms: dict[str, torch.Tensor]) -> None:
+        for k, v in terms.items():
+            self.sums[k] = self.sums.get(k, 0) + v.detach()
+        self.steps += 1
+
+    def row(self) -> dict[str, float]:
+        seconds = time.monotonic() - self.start
+        row = {k: (v / self.steps).item() for k, v in self.sums.items()}
+        row["img_per_s"] = self.images_per_step * self.steps / max(seconds, 1e-9)
+        self.sums, self.start, self.steps = {}, time.monotonic(), 0
+        return row
+
+
+def train(
+    cfg: TrainConfig,
+    data: Sequence[str | Path],
+    out: str | Path,
+    *,
+    init: str | Path | None = None,
+    resume: bool = False,
+    max_minutes: float | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train one stage as ``cfg`` says on the images of ``data`` (folders or one pack); returns the exported
+    pipeline folder (``out/pipeline``). ``resume`` continues from ``out/checkpoint.pt``."""
+    started = time.monotonic()
+    out, t = Path(out).expanduser(), cfg.train
+    procs = distributed.start(t.device)
+    if procs.main:
+        for stale in remove_abandoned_temps(out):  # a partial checkpoint or export of a killed run
+            warnings.warn(f"removed {stale}: a temporary file an interrupted run left", stacklevel=2)
+    if t.precision == "fp16" and procs.device.type != "cuda":
+        raise ConfigError("train.precision fp16 needs a CUDA GPU; use bf16 or fp32 here")
+    state = _resumable_state(out, cfg, procs) if resume else None
+    run = build_run(cfg, out, procs, init, resuming=state is not None)
+    run.sampler, run.val_crops = load_data(cfg, data, procs)
+    if state is not None:
+        restore(run, state)
+    del state
+    run.g_run, run.d_run = runnable(run)
+    validating = procs.main and run.val_crops is not None
+    if procs.main:
+        run.log = open_log(run, resumed=resume)
+    if validating and run.step == 0:
+        evaluate(run, 0)  # the untrained (or --init) start, so the curve shows what training gained
+
+    bar = tqdm(
+        total=t.steps,
+        initial=run.step,
+        unit="step",
+        disable=not (progress and procs.main),
+        dynamic_ncols=True,
+    )
+    meter = LossMeter(cfg.data.batch_size * procs.world)
+    deadline = started + max_minutes * 60 if max_minutes is not None else None
+    run.generator.train()
+    while run.step < t.steps:
+        lr, terms = train_step(run)
+        run.step += 1
+        meter.add(terms)
         bar.update(1)
         out_of_time = procs.any(deadline is not None and time.monotonic() > deadline)
-        if procs.main and (step % t.log_every == 0 or step == t.steps or out_of_time):
-            seconds = time.monotonic() - window_start
-            row = {k: (v / window_steps).item() for k, v in sums.items()}
-            speed = images_per_step * window_steps / max(seconds, 1e-9)
-            log.loss(step, {"lr": lr_g, **row, "img_per_s": speed})
-            bar.set_postfix(loss=f"{row['total']:.4f}", img_s=f"{speed:.1f}")
-            sums, window_start, window_steps = {}, time.monotonic(), 0
-        if (
-            procs.main
-            and val_crops is not None
-            and (step % t.val_every == 0 or step == t.steps or out_of_time)
-        ):
-            evaluate(step)
-        if step % t.ckpt_every == 0 or step == t.steps or out_of_time:
-            checkpoint(step)
+        last = run.step == t.steps or out_of_time
+        if procs.main and (run.step % t.log_every == 0 or last):
+            row = meter.row()
+            run.log.loss(run.step, {"lr": lr, **row})
+            bar.set_postfix(loss=f"{row['total']:.4f}", img_s=f"{row['img_per_s']:.1f}")
+        if validating and (run.step % t.val_every == 0 or last):
+            evaluate(run, run.step)
+        if run.step % t.ckpt_every == 0 or last:
+            checkpoint(run, run.step)
         if out_of_time:
             break
     bar.close()
 
     final = out / FINAL
     if procs.main:
-        export(final, f"{step} of {t.steps} steps")
-        log.curves()
-        log.close()
+        export(run, final, f"{run.step} of {t.steps} steps")
+        run.log.curves()
+        run.log.close()
         elapsed = time.monotonic() - started
-        print(f"{cfg.stage}: {step} steps in {elapsed / 60:.1f} min; exported {final}", file=sys.stderr)
+        print(f"{cfg.stage}: {run.step} steps in {elapsed / 60:.1f} min; exported {final}", file=sys.stderr)
     distributed.stop(procs)
     return final

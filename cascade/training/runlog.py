@@ -12,6 +12,8 @@ import torch
 from cascade.atomic import atomic_path
 
 LOSS_CSV, VAL_CSV, CURVE_PNG, SAMPLES = "loss.csv", "val.csv", "loss.png", "samples"
+FINAL, BEST = "pipeline", "best"  # the exported pipeline folders: the last weights, the best validated
+PRETRAINED = "pretrained"  # ImageNet weights converted for timm
 
 
 class RunLog:

