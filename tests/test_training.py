@@ -113,7 +113,7 @@ def test_perceptual_loss_over_a_timm_network():
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipes_load_and_build(recipe, tmp_path):
-    from cascade.training.loop import build_models
+    from cascade.training.run import build_models
 
     cfg = load_config(recipe)
     generator, disc = build_models(cfg, for_resume=False, cache_dir=tmp_path)

@@ -2,42 +2,43 @@
 
 Per step (``train_step``): sample crops on the device, make the stage's (input, target) batch, a generator
 update (pixel, perceptual and, after ``pretrain_steps``, GAN terms), an EMA update, then a discriminator update.
-Validation and sample grids (``evaluate``), checkpoints (``checkpoint``) and the loss curve come every so many
-steps; at the end (step count reached or ``max_minutes`` spent) a checkpoint and the exported pipeline folder
-(``export``). A ``Run`` holds what lives between steps.
+Validation and sample grids, checkpoints and the loss curve come every so many steps; at the end (step count
+reached or ``max_minutes`` spent) a checkpoint and the exported pipeline folder. What lives between steps is a
+``Run`` (``run.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.utils.model_ema import ModelEmaV3
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from cascade.atomic import remove_abandoned_temps
 from cascade.config import ConfigError
-from cascade.imagenet_weights import resolve_pretrained
-from cascade.models import STAGES
 from cascade.training import distributed
-from cascade.training.checkpoint import NAME as CHECKPOINT
-from cascade.training.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
-from cascade.training.config import OptimConfig, TrainConfig, save_config
-from cascade.training.data import CropSampler, center_crops, load_images, split
-from cascade.training.runlog import BEST, FINAL, PRETRAINED, RunLog
-from cascade.training.stages import TRAINING_STAGES, ColorStage, SRStage
-from cascade.weights import load_pipeline, save_pipeline
+from cascade.training.config import OptimConfig, TrainConfig
+from cascade.training.run import (
+    Run,
+    autocast,
+    build_run,
+    checkpoint,
+    evaluate,
+    export,
+    load_data,
+    open_log,
+    restore,
+    resumable_state,
+    runnable,
+)
+from cascade.training.runlog import FINAL
 
 
 def lr_at(step: int, total: int, optim: OptimConfig, peak: float) -> float:
@@ -57,200 +58,6 @@ def gan_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), target.float())
 
 
-def build_models(cfg: TrainConfig, for_resume: bool, cache_dir: Path) -> tuple[nn.Module, nn.Module | None]:
-    """The recipe's generator (and discriminator). On resume the checkpoint replaces any pretrained encoder,
-    so none is loaded (nor downloaded); weights from a pip package are converted into ``cache_dir``."""
-    spec = STAGES[cfg.stage]
-    model_cfg = dict(cfg.model)
-    if spec.encoder_option in model_cfg:
-        option = spec.encoder_option
-        model_cfg[option] = None if for_resume else resolve_pretrained(model_cfg[option], cache_dir)
-    generator = spec.create(model_cfg)
-    disc = spec.create_discriminator(cfg.discriminator) if cfg.discriminator else None
-    return generator, disc
-
-
-def load_init(generator: nn.Module, path: str | Path, stage: str) -> None:
-    """Start ``generator`` from a finished run (its exported pipeline) or any pipeline folder."""
-    path = Path(path).expanduser()
-    folder = path / FINAL if (path / FINAL).is_dir() else path
-    loaded = getattr(load_pipeline(folder, only=stage), stage)
-    try:
-        generator.load_state_dict(loaded.state_dict())
-    except RuntimeError:
-        raise ConfigError(
-            f"--init {path}: its {stage} model ({loaded.arch_config}) does not match the recipe's "
-            f"({generator.arch_config})"
-        ) from None
-
-
-def _freezable(generator: nn.Module, steps: int, distributed: bool) -> nn.Module | None:
-    """The part of ``generator`` that ``train.freeze_encoder_steps`` holds still, or None."""
-    if steps == 0:
-        return None
-    encoder = getattr(generator, "encoder", None)
-    if not isinstance(encoder, nn.Module):
-        raise ConfigError("train.freeze_encoder_steps: this generator has no pretrained encoder to freeze")
-    if distributed:  # DDP fixes the set of trained parameters when it wraps the model
-        raise ConfigError("train.freeze_encoder_steps is not supported with torchrun; set it to 0")
-    return encoder
-
-
-def _autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
-
-@dataclass
-class Run:
-    """What one training run holds between steps. ``generator`` and ``disc`` are the plain modules (what is
-    saved); ``g_run`` and ``d_run`` what runs the steps (compiled and/or wrapped for DDP)."""
-
-    cfg: TrainConfig
-    out: Path
-    procs: distributed.Processes
-    stage: SRStage | ColorStage
-    generator: nn.Module
-    disc: nn.Module | None
-    ema: ModelEmaV3 | None
-    opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer | None
-    scaler: torch.amp.GradScaler
-    frozen_part: nn.Module | None
-    memory_format: torch.memory_format
-    sampler: CropSampler | None = None
-    val_crops: torch.Tensor | None = None
-    g_run: nn.Module | None = None
-    d_run: nn.Module | None = None
-    log: RunLog | None = None
-    step: int = 0
-    best: dict[str, Any] | None = None
-
-    @property
-    def device(self) -> torch.device:
-        return self.procs.device
-
-    @property
-    def shown(self) -> nn.Module:
-        """The generator that is validated and exported: the EMA's when there is one."""
-        return self.ema.module if self.ema is not None else self.generator
-
-
-def _resumable_state(out: Path, cfg: TrainConfig, procs: distributed.Processes) -> dict[str, Any]:
-    """The checkpoint in ``out``, refused when it was made by another number of processes or networks."""
-    state = load_checkpoint(out / CHECKPOINT)
-    if state["world_size"] != procs.world:
-        raise ConfigError(
-            f"{out}: the run was checkpointed with {state['world_size']} process(es); resume it with as many"
-        )
-    for key in ("stage", "model", "discriminator"):
-        if state["config"][key] != cfg.to_dict()[key]:
-            raise ConfigError(
-                f"{out}: the run was trained with {key} {state['config'][key]}, not {cfg.to_dict()[key]}; "
-                "resume without --config to use the run's own config.yaml"
-            )
-    return state
-
-
-def build_run(
-    cfg: TrainConfig, out: Path, procs: distributed.Processes, init: str | Path | None, resuming: bool
-) -> Run:
-    """Models, the stage around them, the EMA and the optimizers; the same seed on every process gives the
-    same weights."""
-    t, device = cfg.train, procs.device
-    torch.manual_seed(t.seed)
-    generator, disc = build_models(cfg, for_resume=resuming, cache_dir=out / PRETRAINED)
-    if init is not None and not resuming:
-        load_init(generator, init, cfg.stage)
-    stage = TRAINING_STAGES[cfg.stage].build(cfg, generator, out / PRETRAINED).to(device)
-    for name, size in (("data.crop", cfg.data.crop), ("data.val_crop", cfg.data.val_crop)):
-        if size % stage.scale:
-            raise ConfigError(f"{name} ({size}) must be a multiple of the SR scale ({stage.scale})")
-    memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
-    generator.to(device, memory_format=memory_format)
-    frozen_part = _freezable(generator, t.freeze_encoder_steps, procs.distributed)
-    if disc is not None:
-        disc.to(device, memory_format=memory_format)
-    ema = None
-    if t.ema is not None:
-        # timm's warm-up lets the average follow early training, then settles at t.ema (after ~10k steps at
-        # power 3/4); a fixed 0.999 from step 0 would hide a short run's progress behind its initial weights.
-        ema = ModelEmaV3(generator, decay=t.ema, use_warmup=True, warmup_power=3 / 4)
-    opt = cfg.optim
-    opt_g = torch.optim.AdamW(
-        generator.parameters(), lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay
-    )
-    opt_d = None
-    if disc is not None:
-        d_lr = opt.d_lr if opt.d_lr is not None else opt.lr
-        opt_d = torch.optim.AdamW(disc.parameters(), lr=d_lr, betas=opt.betas, weight_decay=opt.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=t.precision == "fp16")
-    return Run(cfg, out, procs, stage, generator, disc, ema, opt_g, opt_d, scaler, frozen_part, memory_format)
-
-
-def load_data(
-    cfg: TrainConfig, data: Sequence[str | Path], procs: distributed.Processes
-) -> tuple[CropSampler, torch.Tensor | None]:
-    """Decoded once, kept on the device: a crop sampler per process, and the first process's validation crops."""
-    d, device = cfg.data, procs.device
-    with warnings.catch_warnings():
-        if not procs.main:
-            warnings.simplefilter("ignore")  # every process reads the same files: let one of them speak
-        images = load_images(data, cfg.stage, d.short_side, d.workers)
-    train_ids, val_ids = split(len(images.images), d.val_fraction, d.seed)
-    train_images = [images.images[i] for i in train_ids if min(images.images[i].shape[1:]) >= d.crop]
-    if len(train_images) < len(train_ids):
-        warnings.warn(
-            f"{len(train_ids) - len(train_images)} training image(s) smaller than data.crop ({d.crop} px) left out",
-            stacklevel=3,
-        )
-    if not train_images:
-        raise ConfigError(f"no training image is at least data.crop ({d.crop} px) on each side")
-    sampler = CropSampler([img.to(device) for img in train_images], d.crop, seed=d.seed + 1 + procs.rank)
-    val_crops = None
-    if val_ids and procs.main:
-        val_images = [images.images[i] for i in val_ids]
-        val_crops = center_crops(val_images, d.val_crop, d.val_max_images).to(device)
-    return sampler, val_crops
-
-
-def restore(run: Run, state: dict[str, Any]) -> None:
-    """Continue ``run`` from a checkpoint: weights, optimizers, EMA, loss scaler, crop sampler, step, best."""
-    run.generator.load_state_dict(state["generator"])
-    run.opt_g.load_state_dict(state["opt_g"])
-    if run.disc is not None:
-        run.disc.load_state_dict(state["discriminator"])
-        run.opt_d.load_state_dict(state["opt_d"])
-    if run.ema is not None:
-        run.ema.load_state_dict(state["ema"])
-    run.scaler.load_state_dict(state["scaler"])
-    restore_rng(state["rng"][run.procs.rank], run.sampler.generator)
-    run.step, run.best = state["step"], state["best"]
-
-
-def runnable(run: Run) -> tuple[nn.Module, nn.Module | None]:
-    """The modules that run the steps: compiled (``train.compile``) and/or wrapped for DDP."""
-    g_run, d_run = run.generator, run.disc
-    if run.cfg.train.compile:
-        g_run = torch.compile(g_run)
-        d_run = torch.compile(d_run) if d_run is not None else None
-    if run.procs.distributed:
-        ids = [run.device.index] if run.device.type == "cuda" else None
-        g_run = DistributedDataParallel(g_run, device_ids=ids)
-        d_run = DistributedDataParallel(d_run, device_ids=ids) if d_run is not None else None
-    return g_run, d_run
-
-
-def open_log(run: Run, resumed: bool) -> RunLog:
-    """The run folder's config.yaml, and the loss and validation logs (truncated to the step resumed from)."""
-    run.out.mkdir(parents=True, exist_ok=True)
-    save_config(run.cfg, run.out / "config.yaml")
-    gan_terms = ["gan", "d_real", "d_fake"] if run.disc else []
-    loss_fields = ["lr", "total", *run.stage.loss_terms, *gan_terms, "img_per_s"]
-    return RunLog(run.out, loss_fields, run.stage.val_metrics, run.step if resumed else None)
-
-
 def train_step(run: Run) -> tuple[float, dict[str, torch.Tensor]]:
     """One generator update (and the discriminator's, once the GAN term is on); returns the learning rate and
     the loss terms (``total`` first), still on the device."""
@@ -266,7 +73,7 @@ def train_step(run: Run) -> tuple[float, dict[str, torch.Tensor]]:
     inp, target = run.stage.make_batch(crops, run.sampler.generator)
     inp = inp.contiguous(memory_format=run.memory_format)
 
-    with _autocast(run.device, t.precision):
+    with autocast(run.device, t.precision):
         output = run.g_run(inp)
         terms = run.stage.losses(output.float(), target)
         if gan_on:
@@ -293,64 +100,13 @@ def _discriminator_step(run: Run, inp: torch.Tensor, real: torch.Tensor, fake: t
     run.disc.requires_grad_(True)
     for group in run.opt_d.param_groups:
         group["lr"] = lr_at(run.step, t.steps, opt, opt.d_lr if opt.d_lr is not None else opt.lr)
-    with _autocast(run.device, t.precision):
+    with autocast(run.device, t.precision):
         d_real = gan_loss(run.d_run(run.stage.judged(inp, real)), real=True)
         d_fake = gan_loss(run.d_run(run.stage.judged(inp, fake)), real=False)
     run.opt_d.zero_grad(set_to_none=True)
     run.scaler.scale(0.5 * (d_real + d_fake)).backward()
     run.scaler.step(run.opt_d)
     return {"d_real": d_real, "d_fake": d_fake}
-
-
-def evaluate(run: Run, at: int) -> None:
-    """Validate the shown (EMA or plain) generator; keep the best export; draw samples and curves."""
-    model, t = run.shown, run.cfg.train
-    was_training = model.training
-    model.eval()
-    with _autocast(run.device, t.precision):
-        metrics, grid = run.stage.validate(model, run.val_crops, run.cfg.data.batch_size, t.sample_images)
-    model.train(was_training)
-    run.log.val(at, metrics)
-    run.log.samples(at, grid)
-    run.log.curves()
-    score = metrics[run.stage.best_metric]
-    if at > 0 and (run.best is None or score > run.best["value"]):
-        run.best = {"step": at, "value": score}
-        export(run, run.out / BEST, f"best {run.stage.best_metric} {score:.4f} at step {at}")
-
-
-def export(run: Run, folder: Path, note: str) -> Path:
-    """The shown generator as a pipeline folder of its stage alone."""
-    cfg = run.cfg
-    models = {name: run.shown if name == cfg.stage else None for name in STAGES}
-    description = f"{cfg.stage} stage from `cascade train` ({run.out.name}): {note}"
-    return save_pipeline(
-        folder, **models, render_size=cfg.data.short_side or cfg.data.crop, description=description
-    )
-
-
-def checkpoint(run: Run, at: int) -> None:
-    """Everything ``restore`` needs, written by the first process (every process takes part)."""
-    run.procs.check_in_sync(run.generator, "generator")
-    rng = run.procs.gather(rng_state(run.sampler.generator))
-    if not run.procs.main:
-        return
-    save_checkpoint(
-        run.out / CHECKPOINT,
-        {
-            "config": run.cfg.to_dict(),
-            "step": at,
-            "world_size": run.procs.world,
-            "generator": run.generator.state_dict(),
-            "discriminator": run.disc.state_dict() if run.disc is not None else None,
-            "ema": run.ema.state_dict() if run.ema is not None else None,
-            "opt_g": run.opt_g.state_dict(),
-            "opt_d": run.opt_d.state_dict() if run.opt_d is not None else None,
-            "scaler": run.scaler.state_dict(),
-            "rng": rng,
-            "best": run.best,
-        },
-    )
 
 
 class LossMeter:
@@ -394,7 +150,7 @@ def train(
             warnings.warn(f"removed {stale}: a temporary file an interrupted run left", stacklevel=2)
     if t.precision == "fp16" and procs.device.type != "cuda":
         raise ConfigError("train.precision fp16 needs a CUDA GPU; use bf16 or fp32 here")
-    state = _resumable_state(out, cfg, procs) if resume else None
+    state = resumable_state(out, cfg, procs) if resume else None
     run = build_run(cfg, out, procs, init, resuming=state is not None)
     run.sampler, run.val_crops = load_data(cfg, data, procs)
     if state is not None:
