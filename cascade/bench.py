@@ -173,15 +173,9 @@ def naive_restore(
     Image.fromarray(rgb).save(dst)
 
 
-def count_flops(fn: Callable[[], Any]) -> int:
-    """Floating-point operations (2 per multiply-add) of the matrix products and convolutions ``fn`` runs."""
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
-
-
 def network_flops(fn: Callable[[], Any], sr: nn.Module, color: nn.Module) -> dict[str, int]:
-    """FLOPs ``fn`` spends inside each network (not in the Lab conversion or resizing around them)."""
+    """FLOPs (2 per multiply-add) ``fn`` spends inside each network, by matrix products and convolutions (not
+    in the Lab conversion or resizing around them)."""
     with FlopCounterMode(display=False) as counter:
         fn()
     per_module = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}

@@ -1,5 +1,6 @@
-"""The two stages as pure functions on tensors: ``upscale`` (gray -> larger gray) and ``colorize``
-(gray -> RGB). The Pipeline composes them; neither keeps state."""
+"""The two stages as pure functions on tensors: ``upscale`` (gray -> larger gray), ``predict_chroma`` (gray ->
+a*b* at the render size) and ``join_chroma`` (full-size gray + chroma -> RGB). The Pipeline composes them; none
+keeps state."""
 
 from __future__ import annotations
 

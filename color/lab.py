@@ -49,11 +49,6 @@ def rgb_to_lab_np(rgb: np.ndarray) -> np.ndarray:
     return skcolor.rgb2lab(rgb).astype(np.float32)
 
 
-def lab_to_rgb_np(lab: np.ndarray) -> np.ndarray:
-    """(H, W, 3) Lab -> (H, W, 3) float32 sRGB in [0, 1] (out-of-gamut colors clipped)."""
-    return skcolor.lab2rgb(lab.astype(np.float64)).astype(np.float32)
-
-
 # --- torch path: batches as (B, 3, H, W), on any device --------------------------------------------------------
 
 

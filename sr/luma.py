@@ -13,6 +13,7 @@ zero padding: the outermost pixel ring of the LR image (measured in ``tests/test
 from __future__ import annotations
 
 import torch
+from einops import einsum, rearrange
 from torch import nn
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as cascade reads a color image as gray
@@ -36,11 +37,13 @@ def fold_rgb_to_luma(rgb: nn.Module, luma: nn.Module) -> nn.Module:
         shift = luma.mean.view(-1)[0] - rgb.mean.view(-1)  # (3,): the one mean left, less each channel's
         state[f"{first}.bias"] += rgb.img_range * (w * shift.view(1, 3, 1, 1)).sum((1, 2, 3))
     k = torch.tensor(LUMA_WEIGHTS, dtype=w.dtype)
-    w_last = state[f"{last}.weight"]  # (3 * g, F, k, k), g = scale**2 before a pixel shuffle, else 1
-    groups = w_last.shape[0] // 3
-    state[f"{last}.weight"] = torch.einsum("c,cg...->g...", k, w_last.view(3, groups, *w_last.shape[1:]))
+    # A pixel shuffle reads its input channels as (color, sub-pixel): g = scale**2 sub-pixels per color, else 1.
+    w_last = rearrange(state[f"{last}.weight"], "(c g) f kh kw -> c g f kh kw", c=3)
+    state[f"{last}.weight"] = einsum(k, w_last, "c, c g f kh kw -> g f kh kw")
     if f"{last}.bias" in state:
-        state[f"{last}.bias"] = k @ state[f"{last}.bias"].view(3, groups)
+        state[f"{last}.bias"] = einsum(
+            k, rearrange(state[f"{last}.bias"], "(c g) -> c g", c=3), "c, c g -> g"
+        )
     for name, buffer in luma.state_dict().items():
         if name not in state:  # buffers the luma model sets itself
             state[name] = buffer

@@ -31,6 +31,14 @@ def tiny_color() -> torch.nn.Module:
 
 
 @pytest.fixture
+def no_gpu(monkeypatch):
+    """This machine as one without CUDA or MPS, whatever it has: device choices and refusals are then known."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+@pytest.fixture
 def tiny_pipe() -> Pipeline:
     return Pipeline(tiny_sr(), tiny_color(), device="cpu", render_size=64, trained=False)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cascade.bench import count_flops, synthetic_gray
+from cascade.bench import network_flops, synthetic_gray
 from cascade.cli import cli
 
 
@@ -61,12 +61,13 @@ def test_bench_against_another_pipeline_reports_the_ratio(tiny_weights, tmp_path
     assert "run is" in result.output
 
 
-def test_count_flops_of_a_convolution():
+def test_network_flops_of_two_convolutions():
     conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    head = torch.nn.Sequential(torch.nn.Conv2d(8, 2, 1, bias=False))
     x = torch.zeros(1, 3, 10, 12)
-    assert (
-        count_flops(lambda: conv(x)) == 2 * 3 * 8 * 9 * 10 * 12
-    )  # a multiply and an add per weight and pixel
+    flops = network_flops(lambda: head(conv(x)), conv, head)
+    assert flops["sr"] == 2 * 3 * 8 * 9 * 10 * 12  # a multiply and an add per weight and pixel
+    assert flops["color"] == 2 * 8 * 2 * 10 * 12 and flops["total"] == flops["sr"] + flops["color"]
 
 
 def test_synthetic_images_differ_by_seed():
@@ -82,7 +83,7 @@ def test_synthetic_images_differ_by_seed():
         (["--device", "cuda:7"], "torch sees no CUDA GPU"),
     ],
 )
-def test_bench_usage_errors_exit_2(tiny_weights, tmp_path, args, message):
+def test_bench_usage_errors_exit_2(tiny_weights, tmp_path, args, message, no_gpu):
     result = invoke("bench", "--weights", tiny_weights, "--json", tmp_path / "b.json", *args)
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "b.json").exists()

@@ -100,7 +100,7 @@ def test_a_killed_run_leaves_no_partial_image_and_resumes(tiny_weights, tmp_path
         (["--format", "gif"], "Invalid value for '--format'"),
     ],
 )
-def test_usage_errors_exit_2(tiny_weights, tmp_path, args, message):
+def test_usage_errors_exit_2(tiny_weights, tmp_path, args, message, no_gpu):
     save_gray(tmp_path / "in" / "a.png")
     result = invoke("run", tmp_path / "in", tmp_path / "out", "--weights", tiny_weights, *args)
     assert result.exit_code == 2 and message in result.output

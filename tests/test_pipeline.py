@@ -168,7 +168,7 @@ def test_bundled_sr_models_share_the_colorizer(tiny_pipe, tmp_path, monkeypatch)
         Pipeline.from_pretrained(tmp_path / "other_sr", sr_model="gan")
 
 
-def test_devices_and_dtypes():
+def test_devices_and_dtypes(no_gpu):
     assert Pipeline(tiny_sr(), None).device.type == "cpu"  # auto on a machine without a GPU
     with pytest.raises(ValueError, match="fp16 runs only on a GPU"):
         Pipeline(tiny_sr(), None, device="cpu", dtype="fp16")

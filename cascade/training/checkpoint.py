@@ -3,7 +3,7 @@
 A checkpoint holds the models, optimizers, EMA, gradient scaler, step, best validation score and every random
 state (per process), written to a temporary name and renamed. It is read back with ``weights_only=True``:
 only tensors and plain containers, so loading one cannot run code. The learning rate is a pure function of
-the step (``schedule.lr_at``), so there is no scheduler state to keep.
+the step (``loop.lr_at``), so there is no scheduler state to keep.
 """
 
 from __future__ import annotations

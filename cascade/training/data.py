@@ -39,8 +39,6 @@ class ImageSet:
 
     images: list[torch.Tensor]
     names: list[str]
-    mode: str  # "L" or "RGB"
-    short_side: int | None  # the short side images were brought to, or None if kept as they were
 
 
 def prepare(img: Image.Image, mode: str, short_side: int | None, upscale: bool = True) -> np.ndarray | None:
@@ -122,7 +120,7 @@ def load_images(
     _warn_skipped(skipped, ", ".join(map(str, paths)))
     if not arrays:
         raise ConfigError(f"{', '.join(map(str, paths))}: no usable training images")
-    return ImageSet([_to_tensor(a) for a in arrays], kept, mode, short_side)
+    return ImageSet([_to_tensor(a) for a in arrays], kept)
 
 
 def _to_tensor(arr: np.ndarray) -> torch.Tensor:
@@ -202,7 +200,7 @@ def _load_pack(path: Path, mode: str, short_side: int | None, workers: int) -> I
     blobs = [data[a:b].tobytes() for a, b in zip(offsets[:-1], offsets[1:])]
     arrays, kept, skipped = _decode_all(blobs, names, mode, short_side, workers, upscale=True)
     _warn_skipped(skipped, str(path))
-    return ImageSet([_to_tensor(a) for a in arrays], kept, mode, short_side)
+    return ImageSet([_to_tensor(a) for a in arrays], kept)
 
 
 def split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
