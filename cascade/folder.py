@@ -3,21 +3,19 @@ past bad files, never overwrites an input, and can be re-run after an interrupti
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from PIL import Image
 from tqdm import tqdm
 
 from cascade.atomic import remove_abandoned_temps
 from cascade.imageio import (
+    DEFAULT_MAX_PIXELS,
     FORMATS,
-    IMAGE_SUFFIXES,
-    REFUSED_SUFFIXES,
     GrayImage,
     ImageError,
     check_scale,
@@ -25,13 +23,11 @@ from cascade.imageio import (
     read_gray,
     write_image,
 )
+from cascade.listing import find_inputs, resolved
 
-if TYPE_CHECKING:
-    from cascade.pipeline import Pipeline
-
-# refused formats are listed too, to be reported with the reason
-INPUT_SUFFIXES = IMAGE_SUFFIXES | REFUSED_SUFFIXES
 PREFETCH = 4  # images decoded ahead of the one being restored
+# what restores decoded images (Pipeline.restore): (images, output scale or None) -> results, in order
+Restore = Callable[[list[GrayImage], float | None], list[Image.Image]]
 
 
 class RunError(ValueError):
@@ -59,91 +55,6 @@ class RunReport:
         return not self.failed
 
 
-@dataclass
-class Listing:
-    """What a folder holds: image files (by name; whether each can be read is found out when it is read),
-    the other files, and what could not be looked into or was left out, with the reason."""
-
-    images: list[Path] = field(default_factory=list)
-    others: list[Path] = field(default_factory=list)
-    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # folders that could not be listed
-    left_out: list[tuple[Path, str]] = field(default_factory=list)  # folders not entered, and why
-    not_searched: list[Path] = field(default_factory=list)  # sub-folders of a run without -r
-
-
-def find_inputs(in_dir: Path, out_dir: Path, recursive: bool) -> Listing:
-    """Image files under ``in_dir`` (sorted), and the other files; hidden files and ``out_dir`` are left out,
-    so an output folder inside the input folder is never read back as input. Entries that are not regular
-    files (dangling links, FIFOs, devices, link loops) are listed by their name like any other and refused
-    when read, so that none of them is skipped without a word."""
-    listing = Listing()
-    if not in_dir.is_dir():
-        listing.images.append(in_dir)
-        return listing
-    out_resolved = _resolved(out_dir)
-    walker = os.walk(in_dir, onerror=lambda e: listing.unreadable.append((Path(e.filename), _reason(e))))
-    if not recursive:
-        walker = _top_level(in_dir, listing)
-    for root, dirs, files in walker:
-        kept = []
-        for d in sorted(dirs):
-            sub = Path(root) / d
-            if d.startswith("."):
-                continue
-            if _resolved(sub) == out_resolved:
-                _note_output_folder(sub, listing)
-            elif sub.is_symlink():
-                listing.left_out.append((sub, "a symbolic link to a folder: not followed (it could loop)"))
-            else:
-                kept.append(d)
-        dirs[:] = kept
-        for name in sorted(files):
-            if name.startswith("."):
-                continue
-            path = Path(root) / name
-            (listing.images if path.suffix.lower() in INPUT_SUFFIXES else listing.others).append(path)
-    listing.not_searched = [p for p in listing.not_searched if _resolved(p) != out_resolved]
-    return listing
-
-
-def _top_level(folder: Path, listing: Listing) -> Iterator[tuple[str, list[str], list[str]]]:
-    """``in_dir``'s own entries in the shape of one ``os.walk`` step: folders are not entered (no -r)."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError as e:
-        listing.unreadable.append((folder, _reason(e)))
-        return
-    listing.not_searched += sorted(Path(e.path) for e in entries if _is_dir(e) and not e.name.startswith("."))
-    yield str(folder), [], [e.name for e in entries if not _is_dir(e)]
-
-
-def _is_dir(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()
-    except OSError:  # a symbolic link loop: not a folder; reading it will say what it is
-        return False
-
-
-def _note_output_folder(sub: Path, listing: Listing) -> None:
-    try:
-        images = sum(1 for e in os.scandir(sub) if Path(e.name).suffix.lower() in INPUT_SUFFIXES)
-    except OSError:
-        images = 0
-    if images:
-        listing.left_out.append((sub, f"the output folder: its {images} image file(s) are not read as input"))
-
-
-def _resolved(path: Path) -> Path:
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):  # a symbolic link loop
-        return path.absolute()
-
-
-def _reason(e: OSError) -> str:
-    return f"could not list this folder ({e.strerror or e})"
-
-
 def plan_jobs(
     in_dir: Path,
     out_dir: Path,
@@ -161,12 +72,12 @@ def plan_jobs(
     report.failed += [(p.relative_to(in_dir), reason) for p, reason in listing.unreadable]
     report.notes += [(p.relative_to(in_dir), reason) for p, reason in listing.left_out]
     base = in_dir if in_dir.is_dir() else in_dir.parent
-    inputs = {_resolved(p) for p in listing.images}
+    inputs = {resolved(p) for p in listing.images}
     jobs, taken, existing = [], {}, []
     for src in listing.images:
         rel = src.relative_to(base)
         dst = out_dir / rel.parent / f"{rel.stem}.{fmt}"
-        key = _resolved(dst)
+        key = resolved(dst)
         if key in inputs:
             if not in_dir.is_dir():
                 raise RunError(f"the output {dst} would overwrite the input {src}; choose another OUT_DIR")
@@ -214,7 +125,7 @@ def start_run(
     except (TypeError, ValueError) as e:
         raise RunError(str(e)) from None
     _check_input(in_dir)
-    if in_dir.is_dir() and _resolved(in_dir) == _resolved(out_dir):
+    if in_dir.is_dir() and resolved(in_dir) == resolved(out_dir):
         raise RunError(f"the output folder is the input folder ({in_dir}); choose another OUT_DIR")
     report = RunReport()
     jobs = plan_jobs(
@@ -245,10 +156,12 @@ def start_run(
 
 
 def run_folder(
-    pipe: Pipeline,
+    restore: Restore,
     in_dir: str | Path,
     out_dir: str | Path,
     *,
+    batch_size: int = 1,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     recursive: bool = False,
     skip_existing: bool = False,
     overwrite: bool = False,
@@ -258,8 +171,9 @@ def run_folder(
     progress: bool = True,
     on_note: Callable[[Path, str], None] | None = None,
 ) -> RunReport:
-    """Restore every image of ``in_dir`` (a folder, or one file) into ``out_dir``. Bad files are reported in
-    the returned report and skipped; the run goes on. Raises RunError before writing anything when the request
+    """Restore every image of ``in_dir`` (a folder, or one file) into ``out_dir`` with ``restore``, handed up to
+    ``batch_size`` images at a time; inputs over ``max_pixels`` are refused. Bad files are reported in the
+    returned report and skipped; the run goes on. Raises RunError before writing anything when the request
     itself is wrong. Decoding and encoding run in background threads, overlapping the networks."""
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     jobs, report, note = start_run(
@@ -299,9 +213,9 @@ def run_folder(
                     fail(job.rel, f"could not write {job.dst}: {e}")
                 bar.update()
 
-        for batch in _decoded_batches(jobs, pipe.batch_size, pipe.max_pixels, decoder, fail, bar):
+        for batch in _decoded_batches(jobs, batch_size, max_pixels, decoder, fail, bar):
             try:
-                outputs = pipe.restore([gray for _, gray in batch], scale)
+                outputs = restore([gray for _, gray in batch], scale)
             except (RuntimeError, MemoryError, ValueError) as e:  # out of memory on a huge image, above all
                 hint = " (try a smaller --tile)" if _out_of_memory(e) else ""
                 for job, _ in batch:
@@ -348,8 +262,8 @@ def _decoded_batches(
     fail: Callable[[Path, str], None],
     bar: tqdm,
 ) -> Iterator[list[tuple[Job, GrayImage]]]:
-    """Yield runs of up to ``batch_size`` same-sized decoded images, decoding ``PREFETCH`` images ahead in
-    ``decoder``'s threads; files that cannot be read are passed to ``fail`` and left out."""
+    """Yield up to ``batch_size`` decoded images at a time, decoding ``PREFETCH`` images ahead in ``decoder``'s
+    threads; files that cannot be read are passed to ``fail`` and left out."""
     queue = iter(jobs)
     pending: deque[tuple[Job, Future]] = deque()
     while True:
@@ -372,8 +286,6 @@ def _decoded_batches(
                 fail(job.rel, reason)
                 bar.update()
                 continue
-            if batch and gray.size != batch[0][1].size:
-                break  # only same-sized images share a forward pass
             pending.popleft()
             batch.append((job, gray))
         if batch:

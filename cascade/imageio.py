@@ -25,6 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from cascade.atomic import atomic_path
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
+GRAY_TOLERANCE = 2  # 8-bit levels a gray picture's channels may stray from their mean (JPEG noise)
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's decompression-bomb threshold
 # The decoders cascade lets Pillow use: raster formats of photographs and scans. Left out on purpose: EPS and
 # PostScript (Pillow hands them to Ghostscript, which runs the file as a program, with no time limit), PDF, and
@@ -194,6 +195,13 @@ def _too_large(path: Path, w: int, h: int, max_pixels: int) -> str:
     )
 
 
+def is_gray(rgb: np.ndarray, peak: float = 255) -> bool:
+    """Whether an (H, W, 3) picture with values in [0, ``peak``] has no color: every channel within
+    ``GRAY_TOLERANCE`` 8-bit levels of the pixel's mean (JPEG noise aside)."""
+    rgb = np.asarray(rgb, np.float32)
+    return float(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).max()) <= GRAY_TOLERANCE * peak / 255
+
+
 def pil_to_gray(img: Image.Image) -> GrayImage:
     """Any PIL image -> luminance in [0, 1] (+ alpha), with EXIF orientation applied."""
     if img.width == 0 or img.height == 0:
@@ -214,7 +222,7 @@ def pil_to_gray(img: Image.Image) -> GrayImage:
     else:  # RGB, RGBA, CMYK, YCbCr, LAB, HSV...
         rgb = np.asarray(img.convert("RGB"), np.float32)
         luma = rgb @ _RGB_TO_LUMA / 255
-        if np.abs(rgb - rgb.mean(axis=2, keepdims=True)).max() > 2:  # JPEG noise aside, the channels differ
+        if not is_gray(rgb):
             notes.append(
                 f"color input ({img.mode}) converted to luminance: the model expects gray photographs"
             )
@@ -254,7 +262,7 @@ def array_to_gray(arr: np.ndarray, *, channels_last: bool = True) -> GrayImage:
     if arr.ndim == 3:
         if arr.shape[2] == 4:
             arr, alpha = arr[..., :3], arr[..., 3]
-        if np.abs(arr - arr.mean(axis=2, keepdims=True)).max() > 2 / 255:
+        if not is_gray(arr, peak=1):
             notes.append("color input converted to luminance: the model expects gray photographs")
         arr = arr @ _RGB_TO_LUMA
     return GrayImage(np.clip(arr, 0, 1).astype(np.float32), alpha, notes)

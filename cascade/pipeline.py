@@ -285,7 +285,9 @@ class Pipeline:
 
     def run_dir(self, in_dir: str | Path, out_dir: str | Path, **options) -> RunReport:
         """Restore every image under ``in_dir`` into ``out_dir`` (see ``cascade.folder.run_folder``)."""
-        return run_folder(self, in_dir, out_dir, **options)
+        return run_folder(
+            self.restore, in_dir, out_dir, batch_size=self.batch_size, max_pixels=self.max_pixels, **options
+        )
 
 
 def _check_int(name: str, value: object, low: int, optional: bool = True) -> None:

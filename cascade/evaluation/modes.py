@@ -25,7 +25,6 @@ from cascade.evaluation.protocol import (
     downscale_gray,
     downscale_rgb,
     gray_rgb8,
-    is_gray,
     lightness_gray,
     list_images,
     luma,
@@ -36,7 +35,7 @@ from cascade.evaluation.protocol import (
     stored_8bit,
 )
 from cascade.evaluation.report import GROUND_TRUTH, EvalReport, Method, sheet
-from cascade.imageio import GrayImage, write_image
+from cascade.imageio import GrayImage, is_gray, write_image
 from cascade.pipeline import NoBundledWeights, Pipeline, bundled_config
 from cascade.weights import CONFIG_NAME
 from color.lab import rgb_to_lab_np

@@ -11,28 +11,19 @@ import torch
 from PIL import Image, ImageOps
 
 from cascade.imageio import IMAGE_SUFFIXES, array_to_gray, open_image
-
-GRAY_TOLERANCE = 2  # channels within this many levels of their mean: a gray picture (JPEG noise aside)
+from cascade.listing import find_inputs
 
 
 def list_images(folder: str | Path) -> list[Path]:
     """The image files directly inside ``folder``, sorted by name; hidden files left out."""
-    folder = Path(folder)
-    return sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-    )
+    listing = find_inputs(Path(folder), None, recursive=False)
+    return [p for p in listing.images if p.suffix.lower() in IMAGE_SUFFIXES]
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
     """Ground truth as (H, W, 3) uint8 RGB; gray files become three equal channels, EXIF rotation applied."""
     with open_image(path) as img:
         return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
-
-
-def is_gray(rgb: np.ndarray) -> bool:
-    """Whether an (H, W, 3) uint8 picture has no color worth scoring a colorizer against."""
-    rgb = rgb.astype(np.int16)
-    return int(np.abs(3 * rgb - rgb.sum(axis=2, keepdims=True)).max()) <= 3 * GRAY_TOLERANCE
 
 
 def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:

@@ -24,13 +24,12 @@ from safetensors.torch import load_file, save_file
 
 from cascade.atomic import atomic_path
 from cascade.config import ConfigError
-from cascade.folder import find_inputs
-from cascade.imageio import open_image
+from cascade.imageio import is_gray, open_image
+from cascade.listing import find_inputs
 from cascade.models import STAGES
 
 PACK_FORMAT = "cascade-pack/1"
 PACK_SUFFIX = ".pack"
-_GRAY_TOLERANCE = 2  # channels within this many levels of each other: a gray photo (JPEG noise aside)
 
 
 @dataclass
@@ -55,7 +54,7 @@ def prepare(img: Image.Image, mode: str, short_side: int | None, upscale: bool =
     arr = np.asarray(img)
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    if mode == "RGB" and (arr.max(axis=2).astype(np.int16) - arr.min(axis=2)).max() <= _GRAY_TOLERANCE:
+    if mode == "RGB" and is_gray(arr):
         return None
     return arr
 
@@ -102,7 +101,7 @@ def list_images(folders: Sequence[Path]) -> list[Path]:
     for folder in folders:
         if not folder.exists():
             raise ConfigError(f"{folder}: no such folder")
-        found += find_inputs(folder, folder / ".no-output", recursive=True).images
+        found += find_inputs(folder, None, recursive=True).images
     return found
 
 
