@@ -135,7 +135,6 @@ def run_on_ray(
     """``run_folder`` on a Ray cluster (``address``: ``auto``, ``host:port``, ``ray://host:10001``; None starts
     a local Ray, or joins the one this process has). ``actor_class`` stands in for tests that inject faults."""
     import ray
-    from tqdm import tqdm
 
     in_dir, out_dir = Path(in_dir).absolute(), Path(out_dir).absolute()
     jobs, report, note = start_run(
@@ -179,9 +178,17 @@ def run_on_ray(
         concurrency=n,
         **resources,
     )
+    _collect(ds.iter_rows(), jobs, report, note, on_note, progress)
+    return report
+
+
+def _collect(rows, jobs: list[Job], report: RunReport, note, on_note, progress: bool) -> None:
+    """Fold the actors' result rows into ``report``, in input order (results arrive as they finish)."""
+    from tqdm import tqdm
+
     by_rel = {str(job.rel): job.rel for job in jobs}
     bar = tqdm(total=len(jobs), unit="img", disable=not progress, dynamic_ncols=True)
-    for row in ds.iter_rows():
+    for row in rows:
         rel = by_rel[row["rel"]]
         for text in filter(None, row["notes"].split("\n")):
             note(rel, text)
@@ -195,12 +202,9 @@ def run_on_ray(
                 on_note(rel, f"failed: {row['reason']}")
         bar.update()
     bar.close()
-    order = {
-        rel: i for i, rel in enumerate(by_rel.values())
-    }  # results arrive as they finish: keep input order
+    order = {rel: i for i, rel in enumerate(by_rel.values())}
     report.processed.sort(key=order.__getitem__)
     report.failed.sort(key=lambda item: order.get(item[0], len(order)))
-    return report
 
 
 def _row(job: Job) -> dict[str, str]:

@@ -205,3 +205,25 @@ def save_pipeline(
     with atomic_path(folder / CONFIG_NAME) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return folder
+
+
+def init_pipeline(config: str | Path, out: str | Path) -> Path:
+    """Write an untrained pipeline folder from an architecture config (``sr``/``color`` model sections,
+    ``render_size``, ``seed``): freshly initialised weights marked ``trained: false``."""
+    config = Path(config)
+    cfg = load_yaml(config)
+    valid = {*STAGES, "render_size", "seed"}
+    unknown = sorted(set(cfg) - valid)
+    if unknown:
+        raise ConfigError(f"{config}: unknown key {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
+    if not any(cfg.get(name) for name in STAGES):
+        raise ConfigError(f"{config}: needs an 'sr' or a 'color' section")
+    torch.manual_seed(cfg.get("seed", 0))
+    models = {name: stage.create(cfg[name]) if cfg.get(name) else None for name, stage in STAGES.items()}
+    return save_pipeline(
+        out,
+        **models,
+        render_size=cfg.get("render_size", RENDER_SIZE),
+        trained=False,
+        description=f"untrained, initialised from {config.name}",
+    )

@@ -214,7 +214,7 @@ def test_every_bundled_config_builds():
 
 
 def test_cli_dtype_choices_match_the_library():
-    from cascade.cli import DTYPE_NAMES
+    from cascade.defaults import DTYPE_NAMES
     from cascade.devices import DTYPES
 
     assert DTYPE_NAMES == list(DTYPES)

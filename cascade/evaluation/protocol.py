@@ -13,6 +13,37 @@ from PIL import Image, ImageOps
 from cascade.imageio import IMAGE_SUFFIXES, array_to_gray, open_image
 from cascade.listing import find_inputs
 
+# What each mode does, recorded in every report: the protocols of the published tables.
+SR_PROTOCOL = (
+    "HR read as 8-bit RGB, cropped to a multiple of the scale; LR = MATLAB bicubic imresize (antialiased) of "
+    "the HR by 1/scale, stored as 8-bit RGB; the model and the bicubic baseline see the LR's BT.601 luminance; "
+    "outputs stored as 8 bits; PSNR and SSIM (basicsr) on Y of YCbCr (BT.601, 16-235), scale pixels of "
+    "border cropped; NIQE (basicsr, Y, same border) of outputs and HR"
+)
+REALISTIC_FROM = "LR = MATLAB bicubic imresize (antialiased) of the HR by 1/scale, stored as 8-bit RGB"
+REALISTIC_TO = (
+    "LR = the HR's BT.601 luminance through the realistic training degradation (sr.degradations, Real-ESRGAN's "
+    "two rounds of blur, resize, noise and JPEG at its default ranges), seeded by --seed and the image's name, "
+    "stored as 8 bits"
+)
+COLOR_PROTOCOL = (
+    "ground truth read as 8-bit RGB and resized to size x size (PIL bicubic, antialiased; 0: native size); "
+    "input = {gray_from}; PSNR and SSIM (basicsr) on RGB, mean CIEDE2000 (skimage) in Lab D65, "
+    "colorfulness (Hasler and Suesstrunk, as DDColor computes it); dCF = |mean CF - mean CF of ground truth|; "
+    "gray ground-truth images are left out (no color to score)"
+)
+GRAY_FROM = {
+    "luma": "its BT.601 luminance stored as 8 bits, as a gray photograph or `cascade run` gives it",
+    "lightness": "the gray of its own CIE L* (unrounded), so the output keeps the ground truth's L* (DDColor's "
+    "protocol)",
+}
+CASCADE_PROTOCOL = (
+    "ground truth = color HR cropped to a multiple of the scale; input = its BT.601 luminance shrunk by "
+    "MATLAB bicubic imresize, stored as 8 bits; outputs compared with the ground truth with scale pixels of "
+    "border cropped: PSNR and SSIM on RGB and on Y of YCbCr (basicsr), mean CIEDE2000 (skimage), "
+    "colorfulness as DDColor; gray ground-truth images are left out"
+)
+
 
 def list_images(folder: str | Path) -> list[Path]:
     """The image files directly inside ``folder``, sorted by name; hidden files left out."""
