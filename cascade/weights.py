@@ -183,28 +183,35 @@ def save_pipeline(
     for stage, model in zip(STAGES.values(), (sr, color), strict=True):
         if model is None:
             continue
-        arch_config = getattr(model, "arch_config", None)
-        if arch_config is None:
-            raise ValueError(
-                f"the {stage.name} model was not built by cascade.models, so its architecture is unknown"
-            )
-        arch_config = stage.without_encoder_weights(arch_config)  # saved weights include the encoder
-        state = {
-            k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
-            for k, v in model.state_dict().items()
-        }
-        name = f"{stage.name}.safetensors"
-        with atomic_path(folder / name) as tmp:
-            save_file(state, tmp, metadata={"format": FORMAT, "stage": stage.name})
-        section = cfg[stage.name] = {"model": plain(arch_config), "weights": name}
+        section = cfg[stage.name] = save_stage(folder, stage.name, model, f"{stage.name}.safetensors", dtype)
         if "render_size" in stage.settings:
             section["render_size"] = render_size
         if "saturation" in stage.settings and saturation != SATURATION:
             section["saturation"] = saturation
-    text = yaml.safe_dump(cfg, sort_keys=False)
-    with atomic_path(folder / CONFIG_NAME) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_config(folder, cfg)
     return folder
+
+
+def save_stage(folder: Path, stage: str, model: nn.Module, name: str, dtype: torch.dtype) -> dict[str, Any]:
+    """Write ``model``'s weights as ``folder/name``; returns its ``pipeline.yaml`` section (model and weights)."""
+    arch_config = getattr(model, "arch_config", None)
+    if arch_config is None:
+        raise ValueError(f"the {stage} model was not built by cascade.models, so its architecture is unknown")
+    arch_config = STAGES[stage].without_encoder_weights(arch_config)  # saved weights include the encoder
+    state = {
+        k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+    }
+    with atomic_path(folder / name) as tmp:
+        save_file(state, tmp, metadata={"format": FORMAT, "stage": stage})
+    return {"model": plain(arch_config), "weights": name}
+
+
+def write_config(folder: Path, cfg: dict[str, Any], name: str = CONFIG_NAME) -> Path:
+    """Write a pipeline file (``pipeline.yaml``, or a variant's ``pipeline_NAME.yaml``) into ``folder``."""
+    with atomic_path(folder / name) as tmp:
+        tmp.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return folder / name
 
 
 def init_pipeline(config: str | Path, out: str | Path) -> Path:

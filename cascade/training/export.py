@@ -8,7 +8,7 @@ from cascade.config import ConfigError, load_yaml
 from cascade.defaults import RENDER_SIZE
 from cascade.devices import DTYPES
 from cascade.training.runlog import BEST, FINAL
-from cascade.weights import CONFIG_NAME, load_pipeline, save_pipeline
+from cascade.weights import CONFIG_NAME, load_pipeline, save_pipeline, save_stage, write_config
 
 _FOLDERS = {False: FINAL, True: BEST}
 
@@ -52,26 +52,12 @@ def join_runs(
 def add_sr_variant(folder: Path, name: str, sr_run: Path, *, best: bool = False, dtype: str = "fp32") -> Path:
     """Beside ``folder/pipeline.yaml``, write ``pipeline_<name>.yaml``: the same pipeline with the SR model of
     ``sr_run`` (its weights in ``sr_<name>.safetensors``), sharing the folder's other stages."""
-    import shutil
-    import tempfile
-
-    import yaml
-
-    from cascade.atomic import atomic_path
-
+    run_folder = stage_folder(sr_run, best)
+    sr = load_pipeline(run_folder, only="sr").sr
     cfg = load_yaml(folder / CONFIG_NAME)
-    with tempfile.TemporaryDirectory() as tmp:
-        variant = join_runs(Path(tmp), sr_run, None, best=best, dtype=dtype)
-        sr_cfg = load_yaml(variant / CONFIG_NAME)
-        weights = f"sr_{name}.safetensors"
-        with atomic_path(folder / weights) as target:
-            shutil.copyfile(variant / sr_cfg["sr"]["weights"], target)
-    cfg["sr"] = {**sr_cfg["sr"], "weights": weights}
-    cfg["description"] = f"{name} SR model: {sr_cfg.get('description', '')}; other stages as in {CONFIG_NAME}"
-    path = folder / f"pipeline_{name}.yaml"
-    with atomic_path(path) as tmp_path:
-        tmp_path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    return path
+    cfg["sr"] = save_stage(folder, "sr", sr, f"sr_{name}.safetensors", DTYPES[dtype])
+    cfg["description"] = f"{name} SR model: {_describe(run_folder)}; other stages as in {CONFIG_NAME}"
+    return write_config(folder, cfg, f"pipeline_{name}.yaml")
 
 
 def _describe(folder: Path) -> str:
