@@ -27,6 +27,8 @@ RECIPES = [
     "configs/color_lite0_unet.yaml",
     "configs/color_resnet18_unet.yaml",
     "configs/color_pix2pix_unet.yaml",
+    "configs/color_lite0_unet_cpu.yaml",
+    "configs/color_lite0_unet_cpu_gan.yaml",
 ]
 
 
@@ -125,7 +127,7 @@ def test_recipe_numbers_follow_the_issue():
     psnr, gan = load_config(RECIPES[0]), load_config(RECIPES[1])
     assert (psnr.optim.lr, psnr.optim.betas, psnr.loss.pixel, psnr.data.crop) == (2e-4, (0.9, 0.99), 1.0, 128)
     assert (gan.loss.pixel, gan.loss.perceptual, gan.loss.gan, gan.optim.lr) == (1e-2, 1.0, 5e-3, 1e-4)
-    for recipe in (r for r in RECIPES if "/color_" in r):
+    for recipe in (r for r in RECIPES if "/color_" in r and "_cpu" not in r):
         color = load_config(recipe)
         assert (color.loss.pixel, color.loss.gan, color.optim.betas, color.data.crop) == (
             100.0,
@@ -137,6 +139,20 @@ def test_recipe_numbers_follow_the_issue():
     assert (
         load_config("configs/color_resnet18_unet.yaml").data.val_fraction == 0.2
     )  # the design's 80:20 split
+    # the CPU campaign: the screening's winner regressed with L1, then the design's L1 x100 + PatchGAN from it
+    l1, gan = (
+        load_config("configs/color_lite0_unet_cpu.yaml"),
+        load_config("configs/color_lite0_unet_cpu_gan.yaml"),
+    )
+    assert l1.model == {k: v for k, v in gan.model.items()} and l1.model["chroma_stride"] == 4
+    assert (l1.loss.pixel_loss, l1.loss.gan, l1.discriminator, l1.train.ema) == ("l1", 0.0, None, 0.999)
+    assert (gan.loss.pixel, gan.loss.gan, gan.optim.betas, gan.train.pretrain_steps) == (
+        100.0,
+        1.0,
+        (0.5, 0.999),
+        0,
+    )
+    assert l1.data == gan.data
 
 
 @pytest.mark.parametrize(
@@ -251,3 +267,43 @@ def test_prepare_handles_16_bit_and_exif(tmp_path):
     exif[0x0112] = 6  # rotated: stored landscape, shown portrait
     img.save(tmp_path / "r.jpg", exif=exif)
     assert prepare(Image.open(tmp_path / "r.jpg"), "RGB", None).shape == (40, 20, 3)
+
+
+def test_a_runs_pieces_export_checkpoint_and_restore_on_their_own(tmp_path):
+    from cascade.training import distributed
+    from cascade.training.checkpoint import NAME, load_checkpoint
+    from cascade.training.run import build_run, checkpoint, export, load_data, restore
+    from cascade.weights import load_pipeline
+
+    tiny = ["model.encoder=test_resnet", "model.decoder_channels=[32, 16, 16, 8, 8]", "model.pretrained=null"]
+    tiny += [
+        "data.crop=32",
+        "data.short_side=32",
+        "data.val_crop=32",
+        "data.val_fraction=0.25",
+        "train.ema=0.9",
+    ]
+    cfg = load_config("configs/color_lite0_unet_cpu.yaml", tiny)
+    procs = distributed.start("cpu")
+    images = [color_folder(tmp_path / "photos")]
+    run = build_run(cfg, tmp_path / "run", procs, init=None, resuming=False)
+    run.sampler, run.val_crops = load_data(cfg, images, procs)
+    with torch.no_grad():
+        for p in run.ema.module.parameters():
+            p.add_(0.5)  # the EMA's weights differ from the trained ones: export must take the EMA's
+    exported = load_pipeline(export(run, tmp_path / "exported", "a note"), only="color")
+    assert "a note" in exported.description and exported.render_size == 32
+    for name, value in exported.color.state_dict().items():
+        assert torch.equal(value, run.ema.module.state_dict()[name])
+
+    (tmp_path / "run").mkdir()
+    run.step, run.best = 5, {"step": 4, "value": 1.0}
+    checkpoint(run, 5)
+    again = build_run(cfg, tmp_path / "run", procs, init=None, resuming=True)
+    again.sampler, again.val_crops = load_data(cfg, images, procs)
+    restore(again, load_checkpoint(tmp_path / "run" / NAME))
+    assert (again.step, again.best) == (5, {"step": 4, "value": 1.0})
+    for name, value in run.generator.state_dict().items():
+        assert torch.equal(value, again.generator.state_dict()[name])
+    assert torch.equal(run.sampler.sample(2), again.sampler.sample(2))  # the crops go on where they stopped
+    distributed.stop(procs)
