@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from cascade.config import ConfigError
+from cascade.devices import DTYPES
 from cascade.imagenet_weights import resolve_pretrained
 from cascade.models import STAGES
 from cascade.training import distributed
@@ -70,7 +71,7 @@ def _freezable(generator: nn.Module, steps: int, distributed: bool) -> nn.Module
 def autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    return torch.autocast(device.type, dtype=DTYPES[precision])
 
 
 @dataclass
