@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -55,6 +56,9 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
+_YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Return ``value`` as the type ``hint`` asks for (YAML lists become tuples), or raise ConfigError."""
     origin = typing.get_origin(hint)
@@ -92,6 +96,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+            return float(value)  # PyYAML reads 1e-4 (no dot) as a string, though everyone means the number
     elif hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value

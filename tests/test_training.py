@@ -307,3 +307,10 @@ def test_a_runs_pieces_export_checkpoint_and_restore_on_their_own(tmp_path):
         assert torch.equal(value, again.generator.state_dict()[name])
     assert torch.equal(run.sampler.sample(2), again.sampler.sample(2))  # the crops go on where they stopped
     distributed.stop(procs)
+
+
+def test_an_exponent_without_a_dot_is_a_number():
+    cfg = load_config(RECIPES[0], ["optim.lr=1e-4", "optim.min_lr_ratio=5E-2"])
+    assert (cfg.optim.lr, cfg.optim.min_lr_ratio) == (1e-4, 0.05)
+    with pytest.raises(ConfigError, match="'1e' is not a float"):
+        load_config(RECIPES[0], ["optim.lr=1e"])
