@@ -7,44 +7,37 @@ from pathlib import Path
 
 import click
 
-from cascade.cli_types import COLOR_OPTIONS, ENSEMBLE, NETWORK_OPTIONS, pipeline_settings, say
+from cascade.cli_types import COLOR_OPTIONS, ENSEMBLE, NETWORK_OPTIONS, pipeline_settings, say, stack_options
 from cascade.config import ConfigError
 
-
-def _eval_options(f):
-    """What every `cascade eval` mode takes."""
-    options = [
-        click.option(
-            "--data",
-            required=True,
-            type=click.Path(exists=True, file_okay=False, path_type=Path),
-            help="Folder of ground-truth images, e.g. ../shared/data/bench/Set5.",
-        ),
-        click.option(
-            "--weights",
-            type=click.Path(exists=True, path_type=Path),
-            help="Pipeline folder [default: bundled; without any, baselines only].",
-        ),
-        click.option(
-            "--baseline-only", is_flag=True, help="Score the baselines only; do not run our networks."
-        ),
-        click.option(
-            "--json",
-            "json_path",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Write the scores here.",
-        ),
-        click.option(
-            "--save-images",
-            type=click.Path(file_okay=False, path_type=Path),
-            help="Save every output, and sheets (input | baseline | ours | ground truth), in this folder.",
-        ),
-        NETWORK_OPTIONS,
-        click.option("-q", "--quiet", is_flag=True, help="No progress bar; the table is still printed."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+# what every `cascade eval` mode takes
+EVAL_OPTIONS = stack_options(
+    click.option(
+        "--data",
+        required=True,
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help="Folder of ground-truth images, e.g. ../shared/data/bench/Set5.",
+    ),
+    click.option(
+        "--weights",
+        type=click.Path(exists=True, path_type=Path),
+        help="Pipeline folder [default: bundled; without any, baselines only].",
+    ),
+    click.option("--baseline-only", is_flag=True, help="Score the baselines only; do not run our networks."),
+    click.option(
+        "--json",
+        "json_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write the scores here.",
+    ),
+    click.option(
+        "--save-images",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Save every output, and sheets (input | baseline | ours | ground truth), in this folder.",
+    ),
+    NETWORK_OPTIONS,
+    click.option("-q", "--quiet", is_flag=True, help="No progress bar; the table is still printed."),
+)
 
 
 @click.group("eval")
@@ -53,7 +46,7 @@ def eval_group() -> None:
 
 
 @eval_group.command("sr")
-@_eval_options
+@EVAL_OPTIONS
 @click.option("--scale", type=click.IntRange(min=2), default=4, help="Upscaling factor.")
 @click.option("--niqe/--no-niqe", default=True, help="Also compute NIQE (about 0.1 s per image and method).")
 @ENSEMBLE
@@ -71,7 +64,7 @@ def eval_sr(scale: int, niqe: bool, ensemble: bool, degradation: str, seed: int,
 
 
 @eval_group.command("color")
-@_eval_options
+@EVAL_OPTIONS
 @COLOR_OPTIONS
 @click.option(
     "--size", type=click.IntRange(min=0), default=256, help="Images resized to SIZE x SIZE; 0: native size."
@@ -89,7 +82,7 @@ def eval_color(size: int, gray_from: str, **common) -> None:
 
 
 @eval_group.command("cascade")
-@_eval_options
+@EVAL_OPTIONS
 @COLOR_OPTIONS
 @click.option("--scale", type=click.IntRange(min=2), default=4, help="Upscaling factor.")
 def eval_cascade(scale: int, **common) -> None:

@@ -24,7 +24,7 @@ class FiniteFloat(click.FloatRange):
         return rv
 
 
-def _stack(*options):
+def stack_options(*options):
     """Several click options as one decorator."""
 
     def apply(f):
@@ -47,7 +47,7 @@ MAX_MEGAPIXELS = click.option(
     help="Refuse larger inputs (decompression-bomb guard).",
 )
 # where and how the networks run: `run`, `eval` and `bench`
-NETWORK_OPTIONS = _stack(
+NETWORK_OPTIONS = stack_options(
     DEVICE,
     click.option(
         "--dtype", type=click.Choice(DTYPE_NAMES), default="fp32", help="Network precision; fp16 on GPU only."
@@ -68,7 +68,7 @@ ENSEMBLE = click.option(
     "--ensemble", is_flag=True, help="SR self-ensemble: the mean over 8 flips and rotations (8x slower)."
 )
 # how the colorizer runs: `run`, `eval color` and `eval cascade`
-COLOR_OPTIONS = _stack(
+COLOR_OPTIONS = stack_options(
     click.option(
         "--render-size",
         type=click.IntRange(min=0),
