@@ -13,7 +13,7 @@ from skimage import data as skdata
 
 from cascade.config import ConfigError
 from cascade.training.config import LoopConfig, OptimConfig, load_config, parse_config
-from cascade.training.data import CropSampler, center_crops, load_images, split, write_pack
+from cascade.training.data import CropSampler, center_crops, image_weights, load_images, split, write_pack
 from cascade.training.loop import lr_at
 from sr.degrade import matlab_downscale
 from sr.losses import MissingWeights, PerceptualLoss, TimmFeatures, VGG19Features
@@ -169,6 +169,8 @@ def test_recipe_numbers_follow_the_issue():
             "judges 128 px patches but data.crop is 96",
         ),
         ({"stage": "sr", "model": {}, "train": {"steps": 5, "pretrain_steps": 9}}, "pretrain_steps"),
+        ({"stage": "color", "model": {}, "data": {"set_weights": {"Intel": -1}}}, "set_weights must map"),
+        ({"stage": "color", "model": {}, "data": {"set_weights": {"Intel": "lots"}}}, "set_weights.Intel"),
     ],
 )
 def test_bad_recipes_name_the_problem(raw, message):
@@ -254,6 +256,18 @@ def test_crops_are_random_but_reproducible_and_augmentations_permute_pixels():
     assert center_crops(images, 20, limit=2).shape == (2, 1, 20, 20)
     with pytest.raises(ConfigError, match="val_crop"):
         center_crops(images, 64, limit=2)
+
+
+def test_set_weights_rebalance_which_images_are_cropped():
+    names = ["d/IntelScenes4800__1.jpg", "d/IntelScenes1500__2.jpg", "d/ImageNet600__3.jpg", "d/T91__4.png"]
+    weights = image_weights(names, {"IntelScenes": 0.0, "ImageNet": 3.0})
+    assert weights == [0.0, 0.0, 3.0, 1.0] and image_weights(names, {}) is None
+    images = [torch.full((1, 20, 20), i, dtype=torch.uint8) for i in range(4)]  # each image one gray level
+    picked = CropSampler(images, 8, seed=0, weights=weights).sample(4000)[:, 0, 0, 0]
+    counts = torch.bincount(picked.long(), minlength=4).tolist()
+    assert counts[:2] == [0, 0] and 2.6 < counts[2] / counts[3] < 3.4  # 3:1, within sampling noise
+    a, b = (CropSampler(images, 8, seed=1, weights=weights) for _ in range(2))
+    assert torch.equal(a.sample(16), b.sample(16))
 
 
 def test_prepare_handles_16_bit_and_exif(tmp_path):

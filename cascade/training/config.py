@@ -35,6 +35,8 @@ class DataConfig:
         degradation: how the SR stage makes its LR inputs: ``kind: bicubic`` (the benchmarks') or ``realistic``
             (Real-ESRGAN's two rounds of blur, resize, noise and JPEG; every range a key, see
             ``sr.degradations.Degradation``).
+        set_weights: sampling weight of the images whose name (path) contains a key, e.g. ``{IntelScenes: 0.25}``
+            to rebalance a mix of sets without repacking; the first matching key counts, other images weigh 1.
         seed: for the split and for sampling crops.
         workers: decoding threads while loading a folder.
     """
@@ -49,6 +51,7 @@ class DataConfig:
     rotations: bool = False
     quantize_lr: bool = True
     degradation: Degradation = field(default_factory=Degradation)
+    set_weights: dict[str, float] = field(default_factory=dict)
     seed: int = 0
     workers: int = 4
 
@@ -203,6 +206,10 @@ def _check_consistency(cfg: TrainConfig, where: str) -> None:
         raise ConfigError(f"{where}: data.val_fraction must be in [0, 1)")
     if d.crop < 8 or d.batch_size < 1:
         raise ConfigError(f"{where}: data.crop must be at least 8 and data.batch_size at least 1")
+    if any(not isinstance(w, (int, float)) or w < 0 for w in d.set_weights.values()) or (
+        d.set_weights and not any(d.set_weights.values())
+    ):
+        raise ConfigError(f"{where}: data.set_weights must map names to weights >= 0, not all 0")
     if d.short_side is not None and d.short_side < d.crop:
         raise ConfigError(f"{where}: data.short_side ({d.short_side}) is smaller than data.crop ({d.crop})")
     if cfg.stage == "color" and loss.perceptual > 0:

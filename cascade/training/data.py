@@ -211,19 +211,34 @@ def split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]
     return sorted(order[n_val:]), sorted(order[:n_val])
 
 
+def image_weights(names: Sequence[str], set_weights: dict[str, float]) -> list[float] | None:
+    """Each image's sampling weight: that of the first key of ``set_weights`` its name contains (1 if none),
+    or None when every weight is 1 (uniform sampling)."""
+    if not set_weights:
+        return None
+    return [next((w for key, w in set_weights.items() if key in name), 1.0) for name in names]
+
+
 class CropSampler:
     """Random square crops from in-memory images; all randomness from one CPU generator, so a checkpoint
-    that saves its state resumes the exact same sequence."""
+    that saves its state resumes the exact same sequence. With ``weights``, an image is picked in proportion
+    to its weight (a mix of sets rebalanced without repacking), else uniformly."""
 
-    def __init__(self, images: list[torch.Tensor], crop: int, seed: int):
+    def __init__(self, images: list[torch.Tensor], crop: int, seed: int, weights: Sequence[float] | None = None):
         self.images = images
         self.crop = crop
         self.generator = torch.Generator().manual_seed(seed)
+        self.weights = None if weights is None else torch.tensor(weights, dtype=torch.float64)
+
+    def _picks(self, n: int) -> list[int]:
+        if self.weights is None:
+            return torch.randint(len(self.images), (n,), generator=self.generator).tolist()
+        return torch.multinomial(self.weights, n, replacement=True, generator=self.generator).tolist()
 
     def sample(self, n: int) -> torch.Tensor:
         """(n, C, crop, crop) uint8 on the images' device."""
         c = self.crop
-        picks = torch.randint(len(self.images), (n,), generator=self.generator).tolist()
+        picks = self._picks(n)
         where = torch.rand(n, 2, generator=self.generator).tolist()
         crops = []
         for i, (fy, fx) in zip(picks, where):

@@ -23,7 +23,7 @@ from cascade.training import distributed
 from cascade.training.checkpoint import NAME as CHECKPOINT
 from cascade.training.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from cascade.training.config import TrainConfig, save_config
-from cascade.training.data import CropSampler, center_crops, load_images, split
+from cascade.training.data import CropSampler, center_crops, image_weights, load_images, split
 from cascade.training.runlog import BEST, FINAL, PRETRAINED, RunLog
 from cascade.training.stages import TRAINING_STAGES, ColorStage, SRStage
 from cascade.weights import load_pipeline, save_pipeline
@@ -171,7 +171,8 @@ def load_data(
             warnings.simplefilter("ignore")  # every process reads the same files: let one of them speak
         images = load_images(data, cfg.stage, d.short_side, d.workers)
     train_ids, val_ids = split(len(images.images), d.val_fraction, d.seed)
-    train_images = [images.images[i] for i in train_ids if min(images.images[i].shape[1:]) >= d.crop]
+    train_ids_kept = [i for i in train_ids if min(images.images[i].shape[1:]) >= d.crop]
+    train_images = [images.images[i] for i in train_ids_kept]
     if len(train_images) < len(train_ids):
         warnings.warn(
             f"{len(train_ids) - len(train_images)} training image(s) smaller than data.crop ({d.crop} px) left out",
@@ -179,7 +180,8 @@ def load_data(
         )
     if not train_images:
         raise ConfigError(f"no training image is at least data.crop ({d.crop} px) on each side")
-    sampler = CropSampler([img.to(device) for img in train_images], d.crop, seed=d.seed + 1 + procs.rank)
+    weights = image_weights([images.names[i] for i in train_ids_kept], d.set_weights)
+    sampler = CropSampler([img.to(device) for img in train_images], d.crop, d.seed + 1 + procs.rank, weights)
     val_crops = None
     if val_ids and procs.main:
         val_images = [images.images[i] for i in val_ids]
