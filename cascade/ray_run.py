@@ -50,7 +50,7 @@ class RestoreActor:
 
     Args:
         weights: the pipeline folder (None: the bundled weights) as ``Pipeline.from_pretrained`` takes it.
-        settings: ``Pipeline`` settings (device, dtype, tile, render size...) and ``sr_model``/``only``.
+        settings: ``Pipeline`` settings (device, dtype, tile, render size...) and ``sr_model``/``color_model``/``only``.
         write: ``fmt``, ``quality``, ``scale``, ``overwrite``, ``skip_existing`` of the run.
         threads: torch threads (the CPUs this actor reserved).
     """

@@ -93,7 +93,8 @@ def test_a_killed_run_leaves_no_partial_image_and_resumes(tiny_weights, tmp_path
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--sr-model", "psnr"], "sr_model picks among the bundled weights"),
+        (["--sr-model", "psnr"], "sr_model and color_model pick among the bundled weights"),
+        (["--color-model", "vivid"], "sr_model and color_model pick among the bundled weights"),
         (["--dtype", "fp16", "--device", "cpu"], "fp16 runs only on a GPU"),
         (["--skip-existing", "--overwrite"], "contradict each other"),
         (["--device", "cuda:7"], "torch sees no CUDA GPU"),

@@ -164,8 +164,31 @@ def test_bundled_sr_models_share_the_colorizer(tiny_pipe, tmp_path, monkeypatch)
     assert torch.equal(gan.color.state_dict()["head.weight"], psnr.color.state_dict()["head.weight"])
     with pytest.raises(ValueError, match="unknown SR model 'best'"):
         Pipeline.from_pretrained(sr_model="best")
-    with pytest.raises(ValueError, match="sr_model picks among the bundled weights"):
+    with pytest.raises(ValueError, match="pick among the bundled weights"):
         Pipeline.from_pretrained(tmp_path / "other_sr", sr_model="gan")
+
+
+def test_the_color_model_is_picked_apart_from_the_sr_model(tiny_pipe, tmp_path, monkeypatch):
+    tiny_pipe.save(tmp_path / "default")
+    vivid = tiny_color()
+    with torch.no_grad():
+        vivid.head.weight.add_(1)
+    Pipeline(None, vivid, render_size=24, saturation=1.5, device="cpu").save(tmp_path / "vivid")
+    (tmp_path / "vivid" / "color.safetensors").rename(tmp_path / "default" / "color_vivid.safetensors")
+    text = (tmp_path / "vivid" / "pipeline.yaml").read_text().replace("color.safetensors", "color_vivid.safetensors")
+    (tmp_path / "default" / "pipeline_vivid.yaml").write_text(text)
+    monkeypatch.setattr("cascade.pipeline.BUNDLED", tmp_path / "default")
+    default, bright = (Pipeline.from_pretrained(color_model=m, device="cpu") for m in ("conservative", "vivid"))
+    assert torch.equal(bright.sr.conv_first.weight, default.sr.conv_first.weight)  # the one bundled SR model
+    assert torch.equal(bright.color.head.weight, vivid.head.weight)
+    assert not torch.equal(bright.color.head.weight, default.color.head.weight)
+    assert (bright.render_size, bright.saturation) == (24, 1.5)  # the colorizer's own settings
+    assert Pipeline.from_pretrained(color_model="vivid", only="color", device="cpu").sr is None
+    with pytest.raises(ValueError, match="unknown color model 'loud'; choose one of conservative, vivid"):
+        Pipeline.from_pretrained(color_model="loud")
+    (tmp_path / "default" / "pipeline_vivid.yaml").unlink()
+    with pytest.raises(NoBundledWeights, match="no trained vivid weights are bundled"):
+        Pipeline.from_pretrained(color_model="vivid")
 
 
 def test_devices_and_dtypes(no_gpu):
