@@ -3,7 +3,7 @@
 A small Starlette app with one static page (``cascade/web/index.html``) and a JSON API it calls:
 
     GET  /                      the page
-    GET  /api/options           SR models, defaults, limits
+    GET  /api/options           SR and colour models, defaults, limits
     POST /api/jobs?...          the photo as the request body (settings in the query): queued, returns its id
     GET  /api/jobs/{id}         status (queued with its place, working, done, failed), notes, error
     GET  /api/jobs/{id}/input   the input as PNG (for the before/after view)
@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from cascade.defaults import BUNDLED_SR_MODELS, CONVERTED_SR_MODELS
+from cascade.defaults import BUNDLED_COLOR_MODELS, BUNDLED_SR_MODELS, CONVERTED_SR_MODELS
 
 PAGE = Path(__file__).parent / "web" / "index.html"
 MODES = ("both", "sr", "color")  # the whole restoration, SR only, colorization only
@@ -101,7 +101,7 @@ class Restorer:
         self.keep_seconds = keep_minutes * 60
         self.folder = Path(tempfile.mkdtemp(prefix="cascade-serve-"))  # 0700: this user's only
         default = Pipeline.from_pretrained(weights, device=device, max_pixels=self.max_pixels)
-        self.pipes = {self.sr_models()[0]: default}
+        self.pipes = {(self.sr_models()[0], self.color_models()[0]): default}
         self.defaults = {"render_size": default.render_size, "saturation": default.saturation}
         self.jobs: dict[str, Job] = {}
         self.order: list[str] = []  # queued ids, oldest first
@@ -123,9 +123,18 @@ class Restorer:
         converted = [m for m in CONVERTED_SR_MODELS if importlib.util.find_spec(WHEEL_MODELS[m].module)]
         return [*BUNDLED_SR_MODELS, *converted]
 
+    def color_models(self) -> list[str]:
+        """The colorizers the page offers: the pipeline folder's own, or the bundled ones."""
+        if self.weights is not None:
+            return ["pipeline"]
+        from cascade.pipeline import BUNDLED
+
+        return [m for m, name in BUNDLED_COLOR_MODELS.items() if (BUNDLED / name).is_file()]
+
     def options(self) -> dict[str, Any]:
         return {
             "sr_models": self.sr_models(),
+            "color_models": self.color_models(),
             "modes": list(MODES),
             "render_sizes": list(RENDER_SIZES),
             "defaults": self.defaults,
@@ -139,6 +148,11 @@ class Restorer:
         sr_model = query.get("sr_model", self.sr_models()[0])
         if sr_model not in self.sr_models():
             raise ValueError(f"unknown SR model {sr_model!r}; choose one of {', '.join(self.sr_models())}")
+        color_model = query.get("color_model", self.color_models()[0])
+        if color_model not in self.color_models():
+            raise ValueError(
+                f"unknown color model {color_model!r}; choose one of {', '.join(self.color_models())}"
+            )
         mode = query.get("mode", "both")
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -154,7 +168,13 @@ class Restorer:
             render_size = self.defaults["render_size"]
         elif render_size is not None and render_size not in RENDER_SIZES:
             raise ValueError(f"render_size must be one of {', '.join(map(str, RENDER_SIZES))} or 'full'")
-        return {"sr_model": sr_model, "mode": mode, "saturation": saturation, "render_size": render_size}
+        return {
+            "sr_model": sr_model,
+            "color_model": color_model,
+            "mode": mode,
+            "saturation": saturation,
+            "render_size": render_size,
+        }
 
     # --- jobs ------------------------------------------------------------------------------------------------------
 
@@ -226,15 +246,15 @@ class Restorer:
         job.size = out.size
 
     def _pipeline(self, settings: dict[str, Any]):
-        """A view of the shared Pipeline of the job's SR model with the job's settings (models not copied)."""
+        """A view of the shared Pipeline of the job's models with the job's settings (models not copied)."""
         from cascade.pipeline import Pipeline
 
-        name = settings["sr_model"]
-        if name not in self.pipes:
-            self.pipes[name] = Pipeline.from_pretrained(
-                sr_model=name, device=self.device, max_pixels=self.max_pixels
+        key = settings["sr_model"], settings["color_model"]
+        if key not in self.pipes:
+            self.pipes[key] = Pipeline.from_pretrained(
+                sr_model=key[0], color_model=key[1], device=self.device, max_pixels=self.max_pixels
             )
-        pipe = self.pipes[name]
+        pipe = self.pipes[key]
         if settings["mode"] != "both":
             pipe = pipe.only(settings["mode"])
         view = copy.copy(pipe)

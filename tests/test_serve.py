@@ -129,6 +129,7 @@ def test_a_color_photo_gets_its_note_and_settings_apply(server):
         (b"png", {"mode": "both; rm -rf"}, 400, "unknown mode"),
         (b"png", {"render_size": "7"}, 400, "render_size must be one of"),
         (b"png", {"sr_model": "../../etc/passwd"}, 400, "unknown SR model"),
+        (b"png", {"color_model": "vivid"}, 400, "unknown color model 'vivid'; choose one of pipeline"),
     ],
 )
 def test_bad_requests_are_refused_with_a_message(server, data, query, status, message):
