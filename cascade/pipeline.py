@@ -27,6 +27,7 @@ from cascade.defaults import (
     TILE,
     TILE_OVERLAP,
 )
+from cascade.config import load_yaml
 from cascade.devices import DTYPES, resolve_device, resolve_dtype
 from cascade.folder import RunReport, run_folder
 from cascade.imageio import (
@@ -81,6 +82,15 @@ def _bundled_sr(sr_model: str):
 
         return load_pipeline(cached_pipeline(sr_model), only="sr")
     return load_pipeline(bundled_config(sr_model), only="sr")
+
+
+def _bundled_color(color_model: str, required: bool) -> list:
+    """The loaded pipeline holding colorizer ``color_model`` as a list of one, or none where the bundle has no
+    colorizer and ``required`` is False (a version that ships SR weights only runs SR)."""
+    path = bundled_color_config(color_model)
+    if not required and load_yaml(path).get("color") is None:
+        return []
+    return [load_pipeline(path, only="color")]
 
 
 class Pipeline:
@@ -187,7 +197,7 @@ class Pipeline:
                     f"unknown color model {color_model!r}; choose one of {', '.join(COLOR_MODEL_NAMES)}"
                 )
             parts = [] if only == "color" else [_bundled_sr(sr_model)]
-            parts += [] if only == "sr" else [load_pipeline(bundled_color_config(color_model), only="color")]
+            parts += [] if only == "sr" else _bundled_color(color_model, required=only == "color")
         sr = next((p.sr for p in parts if p.sr is not None), None)
         color = next((p.color for p in parts if p.color is not None), None)
         if color is not None:
