@@ -127,7 +127,11 @@ def check_options(fn: Callable, options: dict[str, Any], where: str) -> dict[str
     resolved = {}
     for name, p in params.items():
         if name in options:
-            resolved[name] = _coerce(options[name], hints.get(name, Any), f"{where}.{name}")
+            value = options[name]
+            if dataclasses.is_dataclass(p.default) and isinstance(value, dict):
+                # a section overrides its own default's fields (Degradation.second is not a default Round)
+                value = {f.name: getattr(p.default, f.name) for f in dataclasses.fields(p.default)} | value
+            resolved[name] = _coerce(value, hints.get(name, Any), f"{where}.{name}")
         elif p.default is inspect.Parameter.empty:
             raise ConfigError(f"{where}: missing required option {name!r}")
         else:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from cascade.config import load_yaml
 from cascade.defaults import (
     BUNDLED_COLOR_MODELS,
     BUNDLED_SR_MODELS,
@@ -27,7 +28,6 @@ from cascade.defaults import (
     TILE,
     TILE_OVERLAP,
 )
-from cascade.config import load_yaml
 from cascade.devices import DTYPES, resolve_device, resolve_dtype
 from cascade.folder import RunReport, run_folder
 from cascade.imageio import (

@@ -26,7 +26,6 @@ from cascade.evaluation.protocol import list_images
 from cascade.imagenet_weights import resolve_pretrained
 from color.timm_unet import pretrained_kwargs
 
-
 # top-1 on ImageNet's validation set, from the EfficientNet-Lite release (tensorflow/tpu, efficientnet/lite)
 PUBLISHED_TOP1 = {"tf_efficientnet_lite0": 75.1, "tf_efficientnet_lite1": 76.7, "tf_efficientnet_lite2": 77.6}
 

@@ -78,6 +78,9 @@ class Degradation:
         second: the second round.
         kernel_size_range: odd kernel sizes are drawn from this range (Real-ESRGAN: 7 to 21).
         final_sinc_prob: chance of a sinc filter with the final resize.
+        clean_prob: chance that an image skips the rounds and gets the benchmarks' MATLAB bicubic instead: a
+            share of clean inputs teaches the network that fine structure is not always noise (many scans are
+            clean), so that it keeps detail where its input holds it.
     """
 
     kind: Literal["bicubic", "realistic"] = "bicubic"
@@ -85,6 +88,7 @@ class Degradation:
     second: Round = SECOND_ROUND
     kernel_size_range: tuple[int, int] = (7, 21)
     final_sinc_prob: float = 0.8
+    clean_prob: float = 0.0
 
     def check(self) -> list[str]:
         """What is wrong with the ranges (empty when nothing is)."""
@@ -92,8 +96,9 @@ class Degradation:
         low, high = self.kernel_size_range
         if not (3 <= low <= high) or low % 2 == 0 or high % 2 == 0:
             problems.append(f"kernel_size_range {self.kernel_size_range}: odd sizes from 3, low <= high")
-        if not 0 <= self.final_sinc_prob <= 1:
-            problems.append(f"final_sinc_prob {self.final_sinc_prob} is not in [0, 1]")
+        for name in ("final_sinc_prob", "clean_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name} {getattr(self, name)} is not in [0, 1]")
         for name in ("first", "second"):
             r: Round = getattr(self, name)
             for field_name in ("blur_prob", "sinc_prob", "gaussian_noise_prob"):
@@ -213,8 +218,8 @@ def _jpeg(x: torch.Tensor, quality_range: tuple[float, float]) -> torch.Tensor:
 
 def realistic_downscale(hr: torch.Tensor, scale: int, cfg: Degradation, seed: int) -> torch.Tensor:
     """(B, 1, H, W) gray HR in [0, 1] -> (B, 1, H / scale, W / scale) LR through two degradation rounds and the
-    final resize (with a sinc before or after a last JPEG), stored as 8-bit levels; the same ``seed`` gives the
-    same LR on the same device."""
+    final resize (with a sinc before or after a last JPEG), or by MATLAB bicubic alone for a ``clean_prob`` share
+    of the images, stored as 8-bit levels; the same ``seed`` gives the same LR on the same device."""
     H, W = hr.shape[-2:]
     if H % scale or W % scale:
         raise ValueError(f"image size {H}x{W} is not a multiple of the scale {scale}")
@@ -239,4 +244,9 @@ def realistic_downscale(hr: torch.Tensor, scale: int, cfg: Degradation, seed: in
             x = _jpeg(resize_and_sinc(x), cfg.second.jpeg_quality)
         else:
             x = resize_and_sinc(_jpeg(x, cfg.second.jpeg_quality))
+        if cfg.clean_prob > 0:
+            from sr.degrade import matlab_downscale
+
+            clean = (torch.rand(len(x), device=hr.device) < cfg.clean_prob).view(-1, 1, 1, 1)
+            x = torch.where(clean, matlab_downscale(hr.float(), scale), x)
     return ((x.clamp(0, 1) * 255).round() / 255).to(hr.dtype)

@@ -60,6 +60,22 @@ def test_each_step_of_a_round_can_be_turned_off(hr):
     assert (lr - area).abs().mean() < 0.02
 
 
+def test_a_clean_share_gets_the_benchmarks_bicubic(hr):
+    from sr.degrade import matlab_downscale
+
+    bicubic = matlab_downscale(hr, 4)
+    assert torch.equal(
+        realistic_downscale(hr, 4, Degradation(kind="realistic", clean_prob=1), seed=2), bicubic
+    )
+    batch = hr.repeat(4, 1, 1, 1)  # 12 images: some clean, some degraded, drawn by the seed
+    lr = realistic_downscale(batch, 4, Degradation(kind="realistic", clean_prob=0.5), seed=2)
+    clean = [torch.equal(lr[i], bicubic[i % 3]) for i in range(12)]
+    assert 0 < sum(clean) < 12
+    assert torch.equal(
+        lr, realistic_downscale(batch, 4, Degradation(kind="realistic", clean_prob=0.5), seed=2)
+    )
+
+
 def test_tiny_images_get_kernels_that_fit(hr):
     small = hr[:, :, :16, :16]
     assert realistic_downscale(small, 4, REALISTIC, seed=1).shape == (3, 1, 4, 4)
@@ -73,6 +89,10 @@ def test_the_recipe_section_is_checked_on_load():
         {**SR_RECIPE, "data": {"degradation": {"kind": "realistic", "second": {"blur_prob": 0.5}}}}, "r"
     )
     assert cfg.data.degradation.second.blur_prob == 0.5 and cfg.data.degradation.first.blur_prob == 1.0
+    # the rest of the section keeps the second round's own defaults, not the first's
+    assert (
+        cfg.data.degradation.second.noise_sigma == REALISTIC.second.noise_sigma != REALISTIC.first.noise_sigma
+    )
     assert cfg.to_dict()["data"]["degradation"]["second"]["blur_prob"] == 0.5
     assert parse_config(cfg.to_dict(), "again") == cfg  # a checkpoint's config rebuilds the same recipe
     bad = [
@@ -83,6 +103,7 @@ def test_the_recipe_section_is_checked_on_load():
             "first.jpeg_quality (90.0, 120.0): needs 1 <= low <= high <= 100",
         ),
         ({"second": {"blur_prob": 2}}, "second.blur_prob 2.0 is not in [0, 1]"),
+        ({"clean_prob": -0.1}, "clean_prob -0.1 is not in [0, 1]"),
         ({"kernel_size_range": [8, 21]}, "kernel_size_range"),
     ]
     for section, message in bad:

@@ -175,10 +175,16 @@ def test_the_color_model_is_picked_apart_from_the_sr_model(tiny_pipe, tmp_path, 
         vivid.head.weight.add_(1)
     Pipeline(None, vivid, render_size=24, saturation=1.5, device="cpu").save(tmp_path / "vivid")
     (tmp_path / "vivid" / "color.safetensors").rename(tmp_path / "default" / "color_vivid.safetensors")
-    text = (tmp_path / "vivid" / "pipeline.yaml").read_text().replace("color.safetensors", "color_vivid.safetensors")
+    text = (
+        (tmp_path / "vivid" / "pipeline.yaml")
+        .read_text()
+        .replace("color.safetensors", "color_vivid.safetensors")
+    )
     (tmp_path / "default" / "pipeline_vivid.yaml").write_text(text)
     monkeypatch.setattr("cascade.pipeline.BUNDLED", tmp_path / "default")
-    default, bright = (Pipeline.from_pretrained(color_model=m, device="cpu") for m in ("conservative", "vivid"))
+    default, bright = (
+        Pipeline.from_pretrained(color_model=m, device="cpu") for m in ("conservative", "vivid")
+    )
     assert torch.equal(bright.sr.conv_first.weight, default.sr.conv_first.weight)  # the one bundled SR model
     assert torch.equal(bright.color.head.weight, vivid.head.weight)
     assert not torch.equal(bright.color.head.weight, default.color.head.weight)

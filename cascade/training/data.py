@@ -224,7 +224,9 @@ class CropSampler:
     that saves its state resumes the exact same sequence. With ``weights``, an image is picked in proportion
     to its weight (a mix of sets rebalanced without repacking), else uniformly."""
 
-    def __init__(self, images: list[torch.Tensor], crop: int, seed: int, weights: Sequence[float] | None = None):
+    def __init__(
+        self, images: list[torch.Tensor], crop: int, seed: int, weights: Sequence[float] | None = None
+    ):
         self.images = images
         self.crop = crop
         self.generator = torch.Generator().manual_seed(seed)
