@@ -223,30 +223,42 @@ def realistic_downscale(hr: torch.Tensor, scale: int, cfg: Degradation, seed: in
     H, W = hr.shape[-2:]
     if H % scale or W % scale:
         raise ValueError(f"image size {H}x{W} is not a multiple of the scale {scale}")
-    target = (H // scale, W // scale)
+    x = hr.float()
     with torch.no_grad(), _seeded(seed, hr.device):
-        x = _round(hr.float(), cfg.first, cfg.kernel_size_range, (H, W))
-        x = _round(x, cfg.second, cfg.kernel_size_range, target)
-        sinc = None
-        if random.random() < cfg.final_sinc_prob:
-            k = _kernel_size(cfg.kernel_size_range, min(target))
-            from basicsr.data.degradations import circular_lowpass_kernel
-
-            kernel = circular_lowpass_kernel(np.random.uniform(np.pi / 3, np.pi), k, pad_to=False)
-            sinc = torch.from_numpy(np.asarray(kernel, np.float32))[None].to(hr.device)
-        from basicsr.utils.img_process_util import filter2D
-
-        def resize_and_sinc(t: torch.Tensor) -> torch.Tensor:
-            t = _resize(t, target, random.choice(RESIZE_MODES))
-            return filter2D(t, sinc).clamp(0, 1) if sinc is not None else t
-
-        if random.random() < 0.5:  # Real-ESRGAN's two orders of the last steps
-            x = _jpeg(resize_and_sinc(x), cfg.second.jpeg_quality)
+        if cfg.clean_prob == 0:  # no draw for the mask: the benchmark's fixed-seed images stay as they were
+            lr = _degrade(x, scale, cfg)
         else:
-            x = resize_and_sinc(_jpeg(x, cfg.second.jpeg_quality))
-        if cfg.clean_prob > 0:
             from sr.degrade import matlab_downscale
 
-            clean = (torch.rand(len(x), device=hr.device) < cfg.clean_prob).view(-1, 1, 1, 1)
-            x = torch.where(clean, matlab_downscale(hr.float(), scale), x)
-    return ((x.clamp(0, 1) * 255).round() / 255).to(hr.dtype)
+            clean = torch.rand(len(x), device=hr.device) < cfg.clean_prob  # only the others are degraded
+            lr = x.new_empty(*x.shape[:2], H // scale, W // scale)
+            if clean.any():
+                lr[clean] = matlab_downscale(x[clean], scale)
+            if not clean.all():
+                lr[~clean] = _degrade(x[~clean], scale, cfg)
+    return ((lr.clamp(0, 1) * 255).round() / 255).to(hr.dtype)
+
+
+def _degrade(x: torch.Tensor, scale: int, cfg: Degradation) -> torch.Tensor:
+    """The two rounds and the final resize, drawing from the seeded global generators."""
+    from basicsr.utils.img_process_util import filter2D
+
+    H, W = x.shape[-2:]
+    target = (H // scale, W // scale)
+    x = _round(x, cfg.first, cfg.kernel_size_range, (H, W))
+    x = _round(x, cfg.second, cfg.kernel_size_range, target)
+    sinc = None
+    if random.random() < cfg.final_sinc_prob:
+        k = _kernel_size(cfg.kernel_size_range, min(target))
+        from basicsr.data.degradations import circular_lowpass_kernel
+
+        kernel = circular_lowpass_kernel(np.random.uniform(np.pi / 3, np.pi), k, pad_to=False)
+        sinc = torch.from_numpy(np.asarray(kernel, np.float32))[None].to(x.device)
+
+    def resize_and_sinc(t: torch.Tensor) -> torch.Tensor:
+        t = _resize(t, target, random.choice(RESIZE_MODES))
+        return filter2D(t, sinc).clamp(0, 1) if sinc is not None else t
+
+    if random.random() < 0.5:  # Real-ESRGAN's two orders of the last steps
+        return _jpeg(resize_and_sinc(x), cfg.second.jpeg_quality)
+    return resize_and_sinc(_jpeg(x, cfg.second.jpeg_quality))
