@@ -171,6 +171,8 @@ def test_recipe_numbers_follow_the_issue():
         ({"stage": "sr", "model": {}, "train": {"steps": 5, "pretrain_steps": 9}}, "pretrain_steps"),
         ({"stage": "color", "model": {}, "data": {"set_weights": {"Intel": -1}}}, "set_weights must map"),
         ({"stage": "color", "model": {}, "data": {"set_weights": {"Intel": "lots"}}}, "set_weights.Intel"),
+        ({"stage": "color", "model": {}, "data": {"crop_zoom": [1.2, 0.8]}}, "crop_zoom must be"),
+        ({"stage": "color", "model": {}, "data": {"crop_zoom": [0.8]}}, "crop_zoom must be"),
     ],
 )
 def test_bad_recipes_name_the_problem(raw, message):
@@ -256,6 +258,20 @@ def test_crops_are_random_but_reproducible_and_augmentations_permute_pixels():
     assert center_crops(images, 20, limit=2).shape == (2, 1, 20, 20)
     with pytest.raises(ConfigError, match="val_crop"):
         center_crops(images, 64, limit=2)
+
+
+def test_zoomed_crops_cut_larger_or_smaller_squares_and_resize_them_to_the_crop():
+    ramp = torch.linspace(0, 255, 64).round().to(torch.uint8).expand(1, 64, 64)  # 4.05 levels per pixel
+    span = lambda crops: (crops[:, 0, :, -1].float() - crops[:, 0, :, 0].float()).mean().item()  # noqa: E731
+    plain = CropSampler([ramp], 16, seed=0).sample(8)
+    zoomed_out = CropSampler([ramp], 16, seed=0, zoom=(2.0, 2.0)).sample(8)  # 32-px squares shown at 16
+    whole = CropSampler([ramp], 16, seed=0, zoom=(8.0, 8.0)).sample(8)  # 128 px asked: the 64-px image
+    assert zoomed_out.shape == whole.shape == (8, 1, 16, 16) and zoomed_out.dtype == torch.uint8
+    assert span(plain) == pytest.approx(15 * 255 / 63, abs=1)
+    assert span(zoomed_out) == pytest.approx(31 * 255 / 63 * 15 / 16, abs=6)
+    assert span(whole) > 220 and torch.equal(whole[0], whole[1])
+    a, b = (CropSampler([ramp], 16, seed=3, zoom=(0.5, 2.0)) for _ in range(2))
+    assert torch.equal(a.sample(8), b.sample(8))
 
 
 def test_set_weights_rebalance_which_images_are_cropped():

@@ -29,6 +29,10 @@ class DataConfig:
         val_fraction: share of the images held out for validation, chosen with ``seed``.
         val_crop: validation images are center-cropped to this square size, so they batch.
         val_max_images: at most this many validation images (validation must stay cheap).
+        crop_zoom: random-resized crops: each crop is cut as a square of ``crop * z`` px, z uniform in this
+            [low, high] range (at most the image's short side), then resized to ``crop`` (antialiased); null
+            cuts plain ``crop``-px squares. With ``short_side`` above ``crop`` it shows each photo at several
+            scales and framings.
         flips: random horizontal flips.
         rotations: random 90-degree rotations and vertical flips (SR; not for color, skies are up).
         quantize_lr: round the bicubic LR to 8-bit levels, as an LR image on disk is (SR).
@@ -47,6 +51,7 @@ class DataConfig:
     val_fraction: float = 0.2
     val_crop: int = 256
     val_max_images: int = 64
+    crop_zoom: tuple[float, float] | None = None
     flips: bool = True
     rotations: bool = False
     quantize_lr: bool = True
@@ -210,6 +215,8 @@ def _check_consistency(cfg: TrainConfig, where: str) -> None:
         d.set_weights and not any(d.set_weights.values())
     ):
         raise ConfigError(f"{where}: data.set_weights must map names to weights >= 0, not all 0")
+    if d.crop_zoom is not None and (len(d.crop_zoom) != 2 or not 0 < d.crop_zoom[0] <= d.crop_zoom[1]):
+        raise ConfigError(f"{where}: data.crop_zoom must be [low, high] with 0 < low <= high, got {list(d.crop_zoom)}")
     if d.short_side is not None and d.short_side < d.crop:
         raise ConfigError(f"{where}: data.short_side ({d.short_side}) is smaller than data.crop ({d.crop})")
     if cfg.stage == "color" and loss.perceptual > 0:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -225,10 +226,16 @@ class CropSampler:
     to its weight (a mix of sets rebalanced without repacking), else uniformly."""
 
     def __init__(
-        self, images: list[torch.Tensor], crop: int, seed: int, weights: Sequence[float] | None = None
+        self,
+        images: list[torch.Tensor],
+        crop: int,
+        seed: int,
+        weights: Sequence[float] | None = None,
+        zoom: tuple[float, float] | None = None,
     ):
         self.images = images
         self.crop = crop
+        self.zoom = zoom
         self.generator = torch.Generator().manual_seed(seed)
         self.weights = None if weights is None else torch.tensor(weights, dtype=torch.float64)
 
@@ -238,17 +245,29 @@ class CropSampler:
         return torch.multinomial(self.weights, n, replacement=True, generator=self.generator).tolist()
 
     def sample(self, n: int) -> torch.Tensor:
-        """(n, C, crop, crop) uint8 on the images' device."""
-        c = self.crop
+        """(n, C, crop, crop) uint8 on the images' device. With ``zoom`` (lo, hi), each crop is cut as a square
+        of ``crop * z`` px, z uniform in [lo, hi] (at most the image's short side), and resized to ``crop``: the
+        same photo at other scales and framings, so that a network cannot learn a photo by its one framing."""
         picks = self._picks(n)
         where = torch.rand(n, 2, generator=self.generator).tolist()
+        sides = [self.crop] * n
+        if self.zoom is not None:
+            lo, hi = self.zoom
+            sides = [round(self.crop * (lo + (hi - lo) * z)) for z in torch.rand(n, generator=self.generator).tolist()]
         crops = []
-        for i, (fy, fx) in zip(picks, where):
+        for i, (fy, fx), c in zip(picks, where, sides):
             img = self.images[i]
+            c = min(c, *img.shape[1:])
             y = int(fy * (img.shape[1] - c + 1))
             x = int(fx * (img.shape[2] - c + 1))
-            crops.append(img[:, y : y + c, x : x + c])
+            crops.append(self._resized(img[:, y : y + c, x : x + c]))
         return torch.stack(crops)
+
+    def _resized(self, crop: torch.Tensor) -> torch.Tensor:
+        if crop.shape[-1] == self.crop:
+            return crop
+        x = F.interpolate(crop[None].float(), size=(self.crop, self.crop), mode="bilinear", antialias=True)
+        return x[0].round().clamp(0, 255).to(torch.uint8)
 
     def augment(self, x: torch.Tensor, flips: bool, rotations: bool) -> torch.Tensor:
         """Random horizontal flips, and with ``rotations`` the rest of the 8 square symmetries, per sample."""

@@ -181,7 +181,9 @@ def load_data(
     if not train_images:
         raise ConfigError(f"no training image is at least data.crop ({d.crop} px) on each side")
     weights = image_weights([images.names[i] for i in train_ids_kept], d.set_weights)
-    sampler = CropSampler([img.to(device) for img in train_images], d.crop, d.seed + 1 + procs.rank, weights)
+    sampler = CropSampler(
+        [img.to(device) for img in train_images], d.crop, d.seed + 1 + procs.rank, weights, d.crop_zoom
+    )
     val_crops = None
     if val_ids and procs.main:
         val_images = [images.images[i] for i in val_ids]
