@@ -216,7 +216,9 @@ def _check_consistency(cfg: TrainConfig, where: str) -> None:
     ):
         raise ConfigError(f"{where}: data.set_weights must map names to weights >= 0, not all 0")
     if d.crop_zoom is not None and (len(d.crop_zoom) != 2 or not 0 < d.crop_zoom[0] <= d.crop_zoom[1]):
-        raise ConfigError(f"{where}: data.crop_zoom must be [low, high] with 0 < low <= high, got {list(d.crop_zoom)}")
+        raise ConfigError(
+            f"{where}: data.crop_zoom must be [low, high] with 0 < low <= high, got {list(d.crop_zoom)}"
+        )
     if d.short_side is not None and d.short_side < d.crop:
         raise ConfigError(f"{where}: data.short_side ({d.short_side}) is smaller than data.crop ({d.crop})")
     if cfg.stage == "color" and loss.perceptual > 0:

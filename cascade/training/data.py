@@ -253,7 +253,10 @@ class CropSampler:
         sides = [self.crop] * n
         if self.zoom is not None:
             lo, hi = self.zoom
-            sides = [round(self.crop * (lo + (hi - lo) * z)) for z in torch.rand(n, generator=self.generator).tolist()]
+            sides = [
+                round(self.crop * (lo + (hi - lo) * z))
+                for z in torch.rand(n, generator=self.generator).tolist()
+            ]
         crops = []
         for i, (fy, fx), c in zip(picks, where, sides):
             img = self.images[i]
