@@ -153,6 +153,12 @@ def test_recipe_numbers_follow_the_issue():
         0,
     )
     assert l1.data == gan.data
+    # the photo SR model's GAN phase continues its L1 phase on the same degradation
+    photo, photo_gan = (
+        load_config("configs/sr_span_x4_photo.yaml"),
+        load_config("configs/sr_span_x4_photo_gan.yaml"),
+    )
+    assert photo.data == photo_gan.data and photo.data.degradation.clean_prob > 0
 
 
 @pytest.mark.parametrize(
