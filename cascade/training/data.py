@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torchvision.transforms.v2.functional import resized_crop
 
 from cascade.atomic import atomic_path
 from cascade.config import ConfigError
@@ -263,14 +263,8 @@ class CropSampler:
             c = min(c, *img.shape[1:])
             y = int(fy * (img.shape[1] - c + 1))
             x = int(fx * (img.shape[2] - c + 1))
-            crops.append(self._resized(img[:, y : y + c, x : x + c]))
+            crops.append(resized_crop(img, y, x, c, c, [self.crop], antialias=True))
         return torch.stack(crops)
-
-    def _resized(self, crop: torch.Tensor) -> torch.Tensor:
-        if crop.shape[-1] == self.crop:
-            return crop
-        x = F.interpolate(crop[None].float(), size=(self.crop, self.crop), mode="bilinear", antialias=True)
-        return x[0].round().clamp(0, 255).to(torch.uint8)
 
     def augment(self, x: torch.Tensor, flips: bool, rotations: bool) -> torch.Tensor:
         """Random horizontal flips, and with ``rotations`` the rest of the 8 square symmetries, per sample."""
