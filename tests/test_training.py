@@ -12,9 +12,10 @@ from safetensors.torch import save_file
 from skimage import data as skdata
 
 from cascade.config import ConfigError
-from cascade.training.config import LoopConfig, OptimConfig, load_config, parse_config
+from cascade.training.config import LoopConfig, LossConfig, OptimConfig, load_config, parse_config
 from cascade.training.data import CropSampler, center_crops, image_weights, load_images, split, write_pack
 from cascade.training.loop import lr_at
+from cascade.training.stages import pixel_loss
 from sr.degrade import matlab_downscale
 from sr.losses import MissingWeights, PerceptualLoss, TimmFeatures, VGG19Features
 
@@ -179,6 +180,8 @@ def test_recipe_numbers_follow_the_issue():
         ({"stage": "color", "model": {}, "data": {"set_weights": {"Intel": "lots"}}}, "set_weights.Intel"),
         ({"stage": "color", "model": {}, "data": {"crop_zoom": [1.2, 0.8]}}, "crop_zoom must be"),
         ({"stage": "color", "model": {}, "data": {"crop_zoom": [0.8]}}, "crop_zoom must be"),
+        ({"stage": "color", "model": {}, "loss": {"pixel_per_image": "median"}}, "pixel_per_image: 'median'"),
+        ({"stage": "color", "model": {}, "loss": {"pixel_log_floor": 0}}, "pixel_log_floor must be > 0"),
     ],
 )
 def test_bad_recipes_name_the_problem(raw, message):
@@ -186,6 +189,24 @@ def test_bad_recipes_name_the_problem(raw, message):
         raw["data"] = {"crop": 96}
     with pytest.raises(ConfigError, match=message):
         parse_config(raw, "recipe.yaml")
+
+
+def test_per_image_log_loss_weighs_each_images_error_by_its_own_size():
+    """Mean: the pixels of two images alike; log: a near-gray image's error counts relative to its small size,
+    as a mean of per-image PSNRs counts it."""
+    target = torch.zeros(2, 2, 8, 8)
+    out = target.clone()
+    out[0] += 0.2  # a colourful image, badly wrong
+    out[1] += 0.01  # a near-gray image, a little wrong
+    mean, log = LossConfig(), LossConfig(pixel_per_image="log", pixel_log_floor=0.005)
+    assert pixel_loss(out, target, mean).item() == pytest.approx((0.2 + 0.01) / 2)
+    assert pixel_loss(out, target, log).item() == pytest.approx((math.log(0.205) + math.log(0.015)) / 2)
+    out.requires_grad_(True)
+    pixel_loss(out, target, log).backward()
+    pull = out.grad.abs().flatten(1).sum(1)
+    assert pull[1] / pull[0] == pytest.approx(0.205 / 0.015)  # the near-gray image is pulled harder
+    mse = LossConfig(pixel_loss="mse", pixel_per_image="log", pixel_log_floor=1e-4)
+    assert pixel_loss(out, target, mse).item() == pytest.approx((math.log(0.0401) + math.log(0.0002)) / 2)
 
 
 def test_overrides_are_parsed_as_yaml():

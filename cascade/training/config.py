@@ -95,6 +95,12 @@ class LossConfig:
         pixel_loss: l1 (the recipes'), mse (rewards the mean where the target is uncertain, which is what PSNR
             scores) or huber (mse below ``huber_delta``, l1 above).
         huber_delta: where huber turns from quadratic to linear, in the network's output units.
+        pixel_per_image: how the pixel loss is averaged over a batch: mean (every pixel alike) or log (the mean
+            over images of log(pixel_log_floor + the image's own loss): each image's error counts relative to
+            its size, as a mean of per-image PSNRs counts it, so that a few wrong colours on a near-gray
+            photo cost as much as many on a colourful one).
+        pixel_log_floor: added before the log, in the loss's units, so that a near-perfect image does not
+            dominate (for L1 on the colorizer's ab / 110: 0.005 is half a unit of a* or b*).
         perceptual: feature L1 of an ImageNet network (SR GAN recipe).
         gan: adversarial term; needs a ``discriminator`` section.
         perceptual_net: ``vgg19`` (the papers') or a timm model name such as ``tf_efficientnet_lite0``.
@@ -107,6 +113,8 @@ class LossConfig:
     pixel: float = 1.0
     pixel_loss: Literal["l1", "mse", "huber"] = "l1"
     huber_delta: float = 0.1
+    pixel_per_image: Literal["mean", "log"] = "mean"
+    pixel_log_floor: float = 0.005
     perceptual: float = 0.0
     gan: float = 0.0
     perceptual_net: str = "vgg19"
@@ -230,6 +238,8 @@ def _check_consistency(cfg: TrainConfig, where: str) -> None:
         raise ConfigError(f"{where}: data.degradation is for the SR stage")
     if loss.huber_delta <= 0:
         raise ConfigError(f"{where}: loss.huber_delta must be > 0, got {loss.huber_delta}")
+    if loss.pixel_log_floor <= 0:
+        raise ConfigError(f"{where}: loss.pixel_log_floor must be > 0, got {loss.pixel_log_floor}")
     if t.freeze_encoder_steps < 0:
         raise ConfigError(f"{where}: train.freeze_encoder_steps must be >= 0, got {t.freeze_encoder_steps}")
     if loss.perceptual_jitter < 0:

@@ -39,12 +39,17 @@ def build_perceptual(loss: LossConfig, cache_dir: Path) -> nn.Module:
 
 
 def pixel_loss(out: torch.Tensor, target: torch.Tensor, loss: LossConfig) -> torch.Tensor:
-    """The recipe's pixel term, unweighted: L1, MSE or Huber."""
+    """The recipe's pixel term, unweighted: L1, MSE or Huber, averaged over pixels or (``pixel_per_image:
+    log``) as the mean over images of the log of each image's own loss."""
     if loss.pixel_loss == "mse":
-        return F.mse_loss(out, target)
-    if loss.pixel_loss == "huber":
-        return F.huber_loss(out, target, delta=loss.huber_delta)
-    return F.l1_loss(out, target)
+        per_pixel = F.mse_loss(out, target, reduction="none")
+    elif loss.pixel_loss == "huber":
+        per_pixel = F.huber_loss(out, target, delta=loss.huber_delta, reduction="none")
+    else:
+        per_pixel = F.l1_loss(out, target, reduction="none")
+    if loss.pixel_per_image == "log":
+        return torch.log(loss.pixel_log_floor + per_pixel.flatten(1).mean(1)).mean()
+    return per_pixel.mean()
 
 
 def _batched(fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
