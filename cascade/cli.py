@@ -98,6 +98,7 @@ def run(
     tile: int,
     render_size: int | None,
     saturation: float | None,
+    color_flip: bool | None,
     batch_size: int | None,
     ensemble: bool,
     recursive: bool,
@@ -119,7 +120,9 @@ def run(
     Exit status: 0 when every image was restored (or skipped), 1 when some failed, 2 for usage errors."""
     from cascade.pipeline import NoBundledWeights, Pipeline  # torch loads here, not for --help
 
-    settings = pipeline_settings(device, dtype, tile, batch_size, render_size, saturation, ensemble)
+    settings = pipeline_settings(
+        device, dtype, tile, batch_size, render_size, saturation, ensemble, color_flip
+    )
     settings["max_pixels"] = int(max_megapixels * 1e6)
     try:
         models = {"sr_model": sr_model, "color_model": color_model}

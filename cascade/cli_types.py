@@ -79,6 +79,12 @@ COLOR_OPTIONS = stack_options(
         type=FiniteFloat(0, 4),
         help="Factor on the predicted colors: 0 gray, 1 as predicted, above 1 more vivid [default: the pipeline's].",
     ),
+    click.option(
+        "--color-flip/--no-color-flip",
+        default=None,
+        help="Average the colorizer's prediction with its prediction for the mirror image (twice the colorizer's "
+        "work, a little closer to the truth) [default: on].",
+    ),
 )
 
 
@@ -90,6 +96,7 @@ def pipeline_settings(
     render_size: int | None = None,
     saturation: float | None = None,
     ensemble: bool = False,
+    color_flip: bool | None = None,
 ) -> dict:
     """``Pipeline`` keyword arguments from the shared options; colour options left unset keep the pipeline's."""
     settings = {"device": device, "dtype": dtype, "tile": tile or None, "batch_size": batch_size}
@@ -99,6 +106,8 @@ def pipeline_settings(
         settings["saturation"] = saturation
     if ensemble:
         settings["ensemble"] = True
+    if color_flip is not None:
+        settings["color_flip"] = color_flip
     return settings
 
 

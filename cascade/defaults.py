@@ -24,3 +24,6 @@ RENDER_SIZE = 256  # the colorizer's short side, in pixels, when a pipeline does
 RENDER_SIZES = (8, 16384)
 SATURATION = 1.0  # the factor on predicted a*b*: the colors as the colorizer predicts them
 SATURATIONS = (0.0, 4.0)  # 0 gray, 1 as predicted, above 1 more vivid
+# the colorizer's a*b* averaged with its prediction for the mirror image: twice the colorizer's work (a small
+# part of the pipeline's), +0.06 dB on the held-out photos and +0.05 dB on ImageNet100 (reports/colorizer.md)
+COLOR_FLIP = True

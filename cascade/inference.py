@@ -74,8 +74,11 @@ def predict_chroma(
     batch_size: int = 1,
     device: torch.device = CPU,
     dtype: torch.dtype = torch.float32,
+    flip: bool = False,
 ) -> torch.Tensor:
-    """(B, 1, H, W) gray in [0, 1] -> (B, 2, h, w) ab (Lab units) at the render size."""
+    """(B, 1, H, W) gray in [0, 1] -> (B, 2, h, w) ab (Lab units) at the render size. ``flip`` averages the
+    prediction with that for the mirror image, mirrored back (a colorizer's guess at an object's colour should
+    not depend on which way it faces): twice the work."""
     h, w = render_shape(*gray.shape[-2:], render_size)
     if (h, w) != tuple(gray.shape[-2:]):
         gray = F.interpolate(gray, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
@@ -83,15 +86,12 @@ def predict_chroma(
     multiple = getattr(model, "size_multiple", 1)
     if tile is not None:
         tile = max(multiple, tile // multiple * multiple)
-    ab = tiled_apply(
-        _runner(model, device, dtype),
-        L_norm,
-        1,
-        tile,
-        min(64, tile // 4) if tile else 0,
-        batch_size,
-        multiple,
-    )
+    overlap = min(64, tile // 4) if tile else 0
+    run = _runner(model, device, dtype)
+    ab = tiled_apply(run, L_norm, 1, tile, overlap, batch_size, multiple)
+    if flip:
+        mirrored = tiled_apply(run, L_norm.flip(-1), 1, tile, overlap, batch_size, multiple)
+        ab = ab.add_(mirrored.flip(-1)).div_(2)
     return ab * AB_SCALE
 
 

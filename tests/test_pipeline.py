@@ -255,3 +255,21 @@ def test_saturation_scales_the_colors_and_is_saved(tiny_pipe, tmp_path):
     assert Pipeline.from_pretrained(tmp_path / "p").saturation == 1.5
     with pytest.raises(ValueError, match="saturation must be a number from 0 to 4"):
         Pipeline(tiny_sr(), None, saturation=-1)
+
+
+def test_color_flip_averages_the_prediction_with_the_mirror_images():
+    from cascade.inference import predict_chroma
+
+    color = tiny_color().eval()
+    gray = torch.from_numpy(np.asarray(photo((40, 32)), dtype=np.float32) / 255)[None, None]
+    plain = predict_chroma(gray, color, render_size=None)
+    mirrored = predict_chroma(gray.flip(-1), color, render_size=None).flip(-1)
+    flipped = predict_chroma(gray, color, render_size=None, flip=True)
+    assert torch.allclose(flipped, (plain + mirrored) / 2, atol=1e-5)
+    # the tiny colorizer is not mirror-symmetric, so averaging changes something
+    assert (flipped - plain).abs().max() > 1e-3
+    # on by default; off gives the plain prediction
+    assert Pipeline(None, color, device="cpu").color_flip
+    on = np.asarray(Pipeline(None, color, device="cpu", render_size=None)(photo((40, 32))))
+    off = np.asarray(Pipeline(None, color, device="cpu", render_size=None, color_flip=False)(photo((40, 32))))
+    assert np.abs(on.astype(int) - off).max() > 0

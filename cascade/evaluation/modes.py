@@ -112,6 +112,7 @@ def _settings(pipe: Pipeline | None, **values) -> dict[str, Any]:
             render_size=pipe.render_size,
             saturation=pipe.saturation,
             ensemble=pipe.ensemble,
+            color_flip=pipe.color_flip,
         )
     return values
 
