@@ -8,7 +8,7 @@ import sys
 import click
 from tqdm import tqdm
 
-from cascade.defaults import DTYPE_NAMES, TILE
+from cascade.defaults import COLOR_FLIP, DTYPE_NAMES, TILE
 from cascade.imageio import DEFAULT_MAX_PIXELS
 
 
@@ -83,7 +83,7 @@ COLOR_OPTIONS = stack_options(
         "--color-flip/--no-color-flip",
         default=None,
         help="Average the colorizer's prediction with its prediction for the mirror image (twice the colorizer's "
-        "work, a little closer to the truth) [default: on].",
+        f"work, a little closer to the truth) [default: {'on' if COLOR_FLIP else 'off'}].",
     ),
 )
 

@@ -63,10 +63,10 @@ def test_colorizer_works_at_the_render_size():
     pipe = Pipeline(tiny_sr(), color, device="cpu", render_size=32)
     out = pipe(photo((40, 30)))  # SR output 160x120; short side 120 -> 32
     assert out.size == (160, 120)
-    assert seen == [(32, 64)]  # 32 x 43, padded to the encoder's multiple of 32
+    assert seen == [(32, 64)] * 2  # 32 x 43, padded to the encoder's multiple of 32; the photo and its mirror
     seen.clear()
-    Pipeline(tiny_sr(), color, device="cpu", render_size=None)(photo((40, 30)))
-    assert seen == [(128, 160)]  # full size 120 x 160, padded
+    Pipeline(tiny_sr(), color, device="cpu", render_size=None, color_flip=False)(photo((40, 30)))
+    assert seen == [(128, 160)]  # full size 120 x 160, padded; one pass
 
 
 def test_same_sized_images_share_a_forward_pass():
