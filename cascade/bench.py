@@ -54,14 +54,15 @@ def _rates(m: dict[str, Any], n: int, out_pixels: int, flops: float) -> dict[str
 
 
 def naive_restore(
-    src: Path, dst: Path, sr: nn.Module, color: nn.Module, scale: int, render_size: int | None
+    src: Path, dst: Path, sr: nn.Module, color: nn.Module, scale: int, render_size: int | None, flip: bool
 ) -> None:
-    """One image from file to file in fp32 with whole-image forward passes: the baseline."""
+    """One image from file to file in fp32 with whole-image forward passes: the baseline, doing the
+    Pipeline's work (``flip``: the colorizer's mirror averaging too)."""
     device = next(sr.parameters()).device
     x = torch.from_numpy(read_gray(src).luma)[None, None].to(device)  # (1, 1, h, w)
     with torch.no_grad():
         big = upscale(x, sr, scale, tile=None, device=device)  # (1, 1, H, W)
-        ab = predict_chroma(big, color, render_size=render_size, tile=None, device=device)
+        ab = predict_chroma(big, color, render_size=render_size, tile=None, device=device, flip=flip)
         rgb = join_chroma(big, ab)[0].cpu().numpy()  # (H, W, 3) uint8
     Image.fromarray(rgb).save(dst)
 
@@ -110,7 +111,7 @@ def bench_size(
 
     def run_naive() -> None:
         for f in files:
-            naive_restore(f, naive_out / f.name, sr, color, pipe.scale, pipe.render_size)
+            naive_restore(f, naive_out / f.name, sr, color, pipe.scale, pipe.render_size, pipe.color_flip)
 
     def run_pipeline() -> None:
         pipe.restore(grays)
@@ -121,7 +122,9 @@ def bench_size(
             raise RuntimeError(f"cascade run failed on the benchmark images: {report.failed[0]}")
 
     model = network_flops(
-        lambda: naive_restore(files[0], naive_out / "flops.png", sr, color, pipe.scale, pipe.render_size),
+        lambda: naive_restore(
+            files[0], naive_out / "flops.png", sr, color, pipe.scale, pipe.render_size, pipe.color_flip
+        ),
         sr,
         color,
     )
@@ -219,6 +222,7 @@ def run_benchmark(
             "tile": pipe.tile,
             "batch_size": pipe.batch_size,
             "render_size": pipe.render_size,
+            "color_flip": pipe.color_flip,
             "images": images,
             "repeats": repeats,
         },

@@ -86,12 +86,20 @@ def predict_chroma(
     multiple = getattr(model, "size_multiple", 1)
     if tile is not None:
         tile = max(multiple, tile // multiple * multiple)
-    overlap = min(64, tile // 4) if tile else 0
-    run = _runner(model, device, dtype)
-    ab = tiled_apply(run, L_norm, 1, tile, overlap, batch_size, multiple)
+    if flip:  # the mirror images join the batch: one pass, fuller batches on a GPU
+        L_norm = torch.cat([L_norm, L_norm.flip(-1)])
+    ab = tiled_apply(
+        _runner(model, device, dtype),
+        L_norm,
+        1,
+        tile,
+        min(64, tile // 4) if tile else 0,
+        batch_size,
+        multiple,
+    )
     if flip:
-        mirrored = tiled_apply(run, L_norm.flip(-1), 1, tile, overlap, batch_size, multiple)
-        ab = ab.add_(mirrored.flip(-1)).div_(2)
+        ab, mirrored = ab.chunk(2)
+        ab = (ab + mirrored.flip(-1)) / 2
     return ab * AB_SCALE
 
 
