@@ -80,14 +80,18 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=1)
 
 
-def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) Lab -> (B, 3, H, W) sRGB in [0, 1], as ``skimage.color.lab2rgb`` (out-of-gamut clipped)."""
+def lab_to_linear_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) Lab -> (B, 3, H, W) linear RGB, not clipped: outside [0, 1] where a colour is out of gamut."""
     L, a, b = lab.unbind(1)
     fy = (L + 16) / 116
     f = torch.stack([fy + a / 500, fy, (fy - b / 200).clamp_min(0)], dim=1)
     white = torch.as_tensor(_WHITE_D65, dtype=lab.dtype, device=lab.device).view(1, 3, 1, 1)
-    xyz = _f_inv(f) * white
-    return _linear_to_srgb(_matmul_channels(rgb_from_xyz, xyz)).clamp(0, 1)
+    return _matmul_channels(rgb_from_xyz, _f_inv(f) * white)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) Lab -> (B, 3, H, W) sRGB in [0, 1], as ``skimage.color.lab2rgb`` (out-of-gamut clipped)."""
+    return _linear_to_srgb(lab_to_linear_rgb(lab)).clamp(0, 1)
 
 
 def gray_to_lightness(gray: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from color.chroma_bins import ChromaBins
+
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz")
 
 
@@ -71,6 +73,12 @@ class TimmUNet(nn.Module):
         chroma_stride: 1 predicts ab at the input's resolution; 2 or 4 stops the decoder that many times
             coarser and upsamples the ab bilinearly: chroma is smooth, and the decoder's last, full-resolution
             levels are its most expensive.
+        chroma_bins: 0 regresses ab (tanh); a bin size in a*b* units (10) classifies the colour over the bins
+            in gamut instead and returns their annealed mean (``color.chroma_bins``).
+        chroma_sigma: width of a target colour's spread over the bins, in a*b* units.
+        temperature: the annealed mean's: 1 the mean of the predicted colours, lower towards the likeliest.
+        prior_correction: 0 decodes the prediction as it is; up to 1 takes out the training photos' colour
+            frequencies first (more colour where the gray of most photos would win).
     """
 
     def __init__(
@@ -81,6 +89,10 @@ class TimmUNet(nn.Module):
         out_ch: int = 2,
         decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
         chroma_stride: int = 1,
+        chroma_bins: float = 0,
+        chroma_sigma: float = 5.0,
+        temperature: float = 0.38,
+        prior_correction: float = 0.0,
     ):
         super().__init__()
         if chroma_stride not in (1, 2, 4):
@@ -105,18 +117,30 @@ class TimmUNet(nn.Module):
             blocks.append(ConvBlock(ch + skip, width))
             ch = width
         self.decoder = nn.ModuleList(blocks)
-        self.head = nn.Conv2d(ch, out_ch, 1)
+        self.bins = (
+            ChromaBins(chroma_bins, chroma_sigma, temperature, prior_correction) if chroma_bins else None
+        )
+        if self.bins is not None and out_ch != 2:
+            raise ValueError(f"chroma_bins predicts a*b*: out_ch must be 2, not {out_ch}")
+        self.head = nn.Conv2d(ch, len(self.bins) if self.bins is not None else out_ch, 1)
         # the facts every cascade network declares: scale, image channels, the multiple its input sides need
         self.scale, self.in_ch, self.out_ch, self.size_multiple = 1, in_ch, out_ch, max(reductions)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_ch, H, W) -> (B, out_ch, H, W)
+    def forward(self, x: torch.Tensor, logits: bool = False) -> torch.Tensor:
+        """(B, in_ch, H, W) -> (B, out_ch, H, W) ab; with ``logits`` (chroma bins only: what training scores)
+        the (B, Q, H / chroma_stride, W / chroma_stride) logits over the bins."""
         feats = self.encoder(((x + 1) / 2 - self.in_mean) / self.in_std)
         skips = feats[-2::-1] + [x]
         y = feats[-1]
         for block, skip in zip(self.decoder, skips):
             y = F.interpolate(y, size=skip.shape[-2:], mode="nearest")
             y = block(torch.cat([y, skip], dim=1))
-        y = torch.tanh(self.head(y))
+        y = self.head(y)
+        if logits:
+            if self.bins is None:
+                raise ValueError("logits=True needs a model with chroma_bins")
+            return y
+        y = self.bins.decode(y) if self.bins is not None else torch.tanh(y)
         if y.shape[-2:] != x.shape[-2:]:
             y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return y

@@ -294,3 +294,22 @@ def test_pack_then_train_from_the_pack(photos, tmp_path):
         *TINY_COLOR, "train.steps=2", "train.pretrain_steps=2", *STEPS,
     )  # fmt: skip
     assert (out / "pipeline" / "color.safetensors").is_file()
+
+
+def test_a_colorizer_that_classifies_starts_from_one_that_regresses(color_run, photos, tmp_path):
+    out = tmp_path / "bins"
+    args = ["train", "color", "--config", "configs/color_resnet18_unet.yaml", "--data", photos, "--out", out]
+    args += [*TINY_COLOR, "model.chroma_bins=10", "train.steps=4", "train.pretrain_steps=0", *STEPS]
+    proc = cascade(*args, "--init", color_run, check=False)
+    assert proc.returncode == 2 and "chroma_bins" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cascade(*args, "--init", color_run, "loss.gan=0")
+    assert "bins.log_prior, head.bias, head.weight not in its model or of another shape" in proc.stderr
+    losses = rows(out / "loss.csv")
+    assert float(losses[0]["chroma_ce"]) > 0 and "pixel" not in losses[0]
+    trained = load_file(out / "pipeline" / "color.safetensors")
+    start = load_file(color_run / "pipeline" / "color.safetensors")
+    assert trained["head.weight"].shape[0] == 261 and start["head.weight"].shape[0] == 2
+    prior = trained["bins.log_prior"].float().exp()  # the training photos' colour frequencies, kept
+    assert prior.sum().item() == pytest.approx(1, abs=1e-2) and prior.max() > 5 / 261
+    cascade("run", "examples", tmp_path / "restored", "--weights", out / "pipeline", "--only", "color", "-q")
+    assert Image.open(tmp_path / "restored" / "camera.png").mode == "RGB"

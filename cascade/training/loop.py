@@ -74,7 +74,7 @@ def train_step(run: Run) -> tuple[float, dict[str, torch.Tensor]]:
     inp = inp.contiguous(memory_format=run.memory_format)
 
     with autocast(run.device, t.precision):
-        output = run.g_run(inp)
+        output = run.stage.generate(run.g_run, inp)
         terms = run.stage.losses(output.float(), target)
         if gan_on:
             run.disc.requires_grad_(False)
@@ -153,6 +153,7 @@ def train(
     state = resumable_state(out, cfg, procs) if resume else None
     run = build_run(cfg, out, procs, init, resuming=state is not None)
     run.sampler, run.val_crops = load_data(cfg, data, procs)
+    run.stage.prepare(run.sampler, [run.generator, *([run.ema.module] if run.ema is not None else [])])
     if state is not None:
         restore(run, state)
     del state

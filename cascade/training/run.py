@@ -42,18 +42,30 @@ def build_models(cfg: TrainConfig, for_resume: bool, cache_dir: Path) -> tuple[n
     return generator, disc
 
 
+# what an --init may leave to the recipe: a new output head (and its chroma bins) over the same network
+NEW_HEAD = ("head.", "bins.")
+
+
 def load_init(generator: nn.Module, path: str | Path, stage: str) -> None:
-    """Start ``generator`` from a finished run (its exported pipeline) or any pipeline folder."""
+    """Start ``generator`` from a finished run (its exported pipeline) or any pipeline folder. Only the output
+    head may differ (a colorizer that classifies, started from one that regresses): it starts untrained."""
     path = Path(path).expanduser()
     folder = path / FINAL if (path / FINAL).is_dir() else path
     loaded = getattr(load_pipeline(folder, only=stage), stage)
-    try:
-        generator.load_state_dict(loaded.state_dict())
-    except RuntimeError:
+    ours, theirs = generator.state_dict(), loaded.state_dict()
+    differ = {k for k in ours.keys() | theirs.keys() if k not in ours or k not in theirs}
+    differ |= {k for k in ours.keys() & theirs.keys() if ours[k].shape != theirs[k].shape}
+    if any(not k.startswith(NEW_HEAD) for k in differ):
         raise ConfigError(
             f"--init {path}: its {stage} model ({loaded.arch_config}) does not match the recipe's "
             f"({generator.arch_config})"
-        ) from None
+        )
+    generator.load_state_dict({k: v for k, v in theirs.items() if k not in differ}, strict=not differ)
+    if differ:
+        warnings.warn(
+            f"--init {path}: {', '.join(sorted(differ))} not in its model or of another shape: started afresh",
+            stacklevel=2,
+        )
 
 
 def _freezable(generator: nn.Module, steps: int, distributed: bool) -> nn.Module | None:

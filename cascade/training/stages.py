@@ -3,6 +3,7 @@ discriminator judges, and how validation scores the result. The loop in ``loop.p
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -12,6 +13,8 @@ from torch import nn
 from cascade.config import ConfigError
 from cascade.models import sr_scale
 from cascade.training.config import LossConfig, TrainConfig
+from cascade.training.data import CropSampler
+from color.chroma_bins import ChromaBins
 from color.lab import denormalize_lab, lab_to_rgb, normalize_lab, rgb_to_lab
 from color.metrics import colorfulness
 
@@ -104,6 +107,12 @@ class SRStage:
             return realistic_downscale(hr, self.scale, degradation, seed), hr
         return matlab_downscale(hr, self.scale, self.cfg.data.quantize_lr), hr
 
+    def prepare(self, sampler: CropSampler, models: list[nn.Module]) -> None:
+        """Nothing to learn from the training images before the first step."""
+
+    def generate(self, generator: nn.Module, inp: torch.Tensor) -> torch.Tensor:
+        return generator(inp)
+
     def losses(self, out: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         terms = {"pixel": self.cfg.loss.pixel * pixel_loss(out, target, self.cfg.loss)}
         if self.perceptual is not None:
@@ -135,26 +144,56 @@ class SRStage:
 
 
 class ColorStage:
-    """RGB crops -> (L, ab) in the network ranges; lambda * L1 on ab; PSNR on RGB and colorfulness.
+    """RGB crops -> (L, ab) in the network ranges; lambda * L1 on ab, or for a generator that classifies the
+    colour over chroma bins, lambda * the cross-entropy of its logits; PSNR on RGB and colorfulness.
 
     Args:
         cfg: the recipe.
+        bins: the generator's chroma bins (``color.chroma_bins``), or None for a regression generator.
     """
 
     best_metric = "psnr"
     val_metrics = ["psnr", "psnr_gray", "colorfulness", "colorfulness_gt", "delta_colorfulness"]
-    loss_terms = ["pixel"]
     scale = 1
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: TrainConfig, bins: ChromaBins | None = None):
         self.cfg = cfg
+        self.bins = bins
+        self.loss_terms = ["pixel"] if bins is None else ["chroma_ce"]
+        if bins is not None and cfg.loss.gan > 0:
+            raise ConfigError(
+                "loss.gan: the GAN phase needs a regression colorizer; this one has chroma_bins"
+            )
 
     @classmethod
     def build(cls, cfg: TrainConfig, generator: nn.Module, cache_dir: Path) -> ColorStage:
-        return cls(cfg)
+        bins = getattr(generator, "bins", None)
+        return cls(cfg, copy.deepcopy(bins) if bins is not None else None)
 
     def to(self, device: torch.device) -> ColorStage:
+        if self.bins is not None:
+            self.bins.to(device)
         return self
+
+    def prepare(self, sampler: CropSampler, models: list[nn.Module]) -> None:
+        """For a colorizer with chroma bins: count how often each bin is the colour of a pixel of the training
+        photos (at a quarter of their size, each photo counted by its sampling weight) and keep the frequencies
+        in ``models`` (the generator and its EMA), for the ``prior_correction`` of inference."""
+        if self.bins is None:
+            return
+        counts = torch.zeros(len(self.bins), dtype=torch.float64, device=self.bins.centers.device)
+        weights = sampler.weights if sampler.weights is not None else torch.ones(len(sampler.images))
+        for img, weight in zip(sampler.images, weights.tolist()):
+            small = F.interpolate(img[None].float() / 255, scale_factor=0.25, mode="area")
+            _, ab = normalize_lab(rgb_to_lab(small), channel_axis=1)
+            nearest = self.bins.nearest(ab.to(self.bins.centers)).flatten()
+            counts += torch.bincount(nearest, minlength=len(self.bins)) * (weight / nearest.numel())
+        for model in models:
+            model.bins.set_prior(counts)
+
+    def generate(self, generator: nn.Module, inp: torch.Tensor) -> torch.Tensor:
+        """What the loss scores: ab, or the logits over the chroma bins."""
+        return generator(inp) if self.bins is None else generator(inp, logits=True)
 
     def make_batch(
         self, crops: torch.Tensor, rng: torch.Generator | None = None
@@ -164,6 +203,8 @@ class ColorStage:
         return normalize_lab(lab, channel_axis=1)
 
     def losses(self, out: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.bins is not None:
+            return {"chroma_ce": self.cfg.loss.pixel * self.bins.loss(out, target)}
         return {"pixel": self.cfg.loss.pixel * pixel_loss(out, target, self.cfg.loss)}
 
     def judged(self, inp: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
