@@ -9,7 +9,7 @@ import torch
 from cascade.config import ConfigError
 from cascade.models import create_colorizer
 from color.chroma_bins import ChromaBins, gamut_bin_centers
-from color.lab import AB_SCALE, lab_to_rgb, rgb_to_lab
+from color.lab import AB_SCALE, rgb_to_lab
 from tests.conftest import TINY_COLOR
 
 
@@ -20,15 +20,13 @@ def gray_bin_of(bins: ChromaBins) -> int:
 def test_the_bins_cover_the_srgb_gamut_and_nothing_far_outside_it():
     centers = gamut_bin_centers(10)
     assert len(centers) == 261 and centers.abs().max() <= 110
-    assert {(0.0, 0.0), (80.0, 70.0), (-80.0, 80.0)} <= {
-        tuple(c.tolist()) for c in centers
-    }  # gray, red, green
-    assert (110.0, -110.0) not in {tuple(c.tolist()) for c in centers}  # no sRGB colour is that far out
+    kept = {tuple(c.tolist()) for c in centers}
+    assert {(0.0, 0.0), (80.0, 70.0), (-80.0, 80.0)} <= kept  # gray, red, green
+    assert (110.0, -110.0) not in kept and (-110.0, -110.0) not in kept  # no sRGB colour is that far out
     # every 8-bit sRGB colour falls within half a bin's diagonal of a centre
     rgb = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     ab = rgb_to_lab(rgb)[0, 1:].flatten(1).T
     assert torch.cdist(ab, centers).min(1).values.max() <= 5 * 2**0.5 + 1e-4
-    assert lab_to_rgb(torch.tensor([[[[50.0]], [[80.0]], [[70.0]]]])).min() >= 0  # red's centre is a colour
 
 
 def test_soft_targets_peak_at_the_nearest_bin_and_decode_back_to_the_colour():
