@@ -175,3 +175,29 @@ class PerceptualLoss(nn.Module):
         with torch.no_grad():
             want = self._features(target)
         return sum(w * F.l1_loss(got[n], want[n]) for n, w in self.layers.items())
+
+
+# The grid term's high-pass (a smooth slope is not a grid) and its window, in LR pixels: a checkerboard the GAN
+# phase grows covers flat areas of a few LR pixels at least, while a wider window would average away a pattern
+# whose sign follows the image.
+_GRID_HIGHPASS_SIGMA = 2.0
+_GRID_WINDOW = 4
+
+
+def upscaling_grid(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """What of ``x`` (B, C, H, W) repeats with the LR pixel grid of an x``scale`` upscaler, per window of
+    ``_GRID_WINDOW`` LR pixels: the high-pass image's mean at each of the scale x scale positions inside an
+    LR pixel, less the mean over positions; (B, C, scale**2, H / (scale * window), W / (scale * window))."""
+    radius = math.ceil(3 * _GRID_HIGHPASS_SIGMA)
+    high = x - gaussian_blur(x, [2 * radius + 1] * 2, [_GRID_HIGHPASS_SIGMA] * 2)
+    positions = F.pixel_unshuffle(high, scale)  # channel c * scale**2 + position
+    local = F.avg_pool2d(positions, _GRID_WINDOW)
+    local = local.unflatten(1, (x.shape[1], scale * scale))
+    return local - local.mean(dim=2, keepdim=True)
+
+
+def grid_loss(output: torch.Tensor, target: torch.Tensor, scale: int) -> torch.Tensor:
+    """L1 between the upscaling-grid patterns (``upscaling_grid``) of output and target: a checkerboard or
+    stripes on the LR grid cost in proportion to their amplitude, which the pixel L1 barely feels and a
+    perceptual network with stride-2 convolutions can even ask for (reports/sr_x4.md)."""
+    return F.l1_loss(upscaling_grid(output, scale), upscaling_grid(target, scale))

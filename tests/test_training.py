@@ -17,7 +17,7 @@ from cascade.training.data import CropSampler, center_crops, image_weights, load
 from cascade.training.loop import lr_at
 from cascade.training.stages import pixel_loss
 from sr.degrade import matlab_downscale
-from sr.losses import MissingWeights, PerceptualLoss, TimmFeatures, VGG19Features
+from sr.losses import MissingWeights, PerceptualLoss, TimmFeatures, VGG19Features, grid_loss
 
 RECIPES = [
     "configs/sr_msrresnet_x4_psnr.yaml",
@@ -134,6 +134,20 @@ def test_perceptual_blur_keeps_the_gradient_off_the_upscaling_grid():
         TimmFeatures(net, ["conv5_4"])
 
 
+def test_grid_loss_measures_a_checkerboard_on_the_lr_grid():
+    torch.manual_seed(0)
+    target = torch.rand(2, 1, 64, 64)
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    checker = ((yy % 4 < 2) ^ (xx % 4 < 2)).float() * 2 - 1  # one cycle per 4-px LR pixel
+    ramp = xx.float() / 64  # smooth: not a grid
+    amplitude = 2 / 255
+    assert grid_loss(target, target, 4).item() == 0
+    assert grid_loss(target + amplitude * checker, target, 4).item() == pytest.approx(amplitude, rel=1e-3)
+    assert grid_loss(target + 0.5 * ramp, target, 4).item() < 0.1 * amplitude  # (the border pads)
+    noise = grid_loss(target + amplitude * torch.randn_like(target), target, 4).item()
+    assert noise < 0.3 * amplitude  # the same energy, not on the grid, averages out over a window
+
+
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipes_load_and_build(recipe, tmp_path):
     from cascade.training.run import build_models
@@ -203,6 +217,7 @@ def test_recipe_numbers_follow_the_issue():
         ({"stage": "color", "model": {}, "loss": {"pixel_per_image": "median"}}, "pixel_per_image: 'median'"),
         ({"stage": "color", "model": {}, "loss": {"pixel_log_floor": 0}}, "pixel_log_floor must be > 0"),
         ({"stage": "sr", "model": {}, "loss": {"perceptual_blur": -1}}, "perceptual_blur must be >= 0"),
+        ({"stage": "color", "model": {}, "loss": {"grid": 1.0}}, "grid loss is for the SR stage"),
     ],
 )
 def test_bad_recipes_name_the_problem(raw, message):

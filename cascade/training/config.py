@@ -103,6 +103,8 @@ class LossConfig:
             dominate (for L1 on the colorizer's ab / 110: 0.005 is half a unit of a* or b*).
         perceptual: feature L1 of an ImageNet network (SR GAN recipe).
         gan: adversarial term; needs a ``discriminator`` section.
+        grid: L1 between what of output and target repeats with the LR pixel grid (SR only; ``sr.losses.
+            grid_loss``): holds off the checkerboard a perceptual term grows.
         perceptual_net: ``vgg19`` (the papers') or a timm model name such as ``tf_efficientnet_lite0``.
         perceptual_layers: layer -> weight; VGG19 names (conv5_4) or the timm model's stage modules (blocks.4).
         perceptual_weights: the network's ImageNet weights: a local file, a pip package of
@@ -119,6 +121,7 @@ class LossConfig:
     pixel_log_floor: float = 0.005
     perceptual: float = 0.0
     gan: float = 0.0
+    grid: float = 0.0
     perceptual_net: str = "vgg19"
     perceptual_layers: dict[str, float] = field(default_factory=lambda: {"conv5_4": 1.0})
     perceptual_weights: str | None = None
@@ -234,6 +237,8 @@ def _check_consistency(cfg: TrainConfig, where: str) -> None:
         raise ConfigError(f"{where}: data.short_side ({d.short_side}) is smaller than data.crop ({d.crop})")
     if cfg.stage == "color" and loss.perceptual > 0:
         raise ConfigError(f"{where}: the perceptual loss is for the SR stage")
+    if cfg.stage == "color" and loss.grid > 0:
+        raise ConfigError(f"{where}: the grid loss is for the SR stage")
     problems = d.degradation.check()
     if problems:
         raise ConfigError(f"{where}: data.degradation: {'; '.join(problems)}")

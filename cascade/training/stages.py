@@ -83,6 +83,8 @@ class SRStage:
         if cfg.loss.perceptual > 0:
             self.perceptual = build_perceptual(cfg.loss, cache_dir)
             self.loss_terms.append("perceptual")
+        if cfg.loss.grid > 0:
+            self.loss_terms.append("grid")
 
     @classmethod
     def build(cls, cfg: TrainConfig, generator: nn.Module, cache_dir: Path) -> SRStage:
@@ -121,6 +123,10 @@ class SRStage:
         terms = {"pixel": self.cfg.loss.pixel * pixel_loss(out, target, self.cfg.loss)}
         if self.perceptual is not None:
             terms["perceptual"] = self.cfg.loss.perceptual * self.perceptual(out.float(), target)
+        if self.cfg.loss.grid > 0:
+            from sr.losses import grid_loss
+
+            terms["grid"] = self.cfg.loss.grid * grid_loss(out.float(), target, self.scale)
         return terms
 
     def judged(self, inp: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
