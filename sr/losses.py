@@ -143,18 +143,13 @@ class PerceptualLoss(nn.Module):
             upscaling grid: the gradient of a stride-2 convolution whose kernel the stride does not divide
             (EfficientNet's 3x3 and 5x5) has a checkerboard pattern fixed to that grid. (In the CPU runs of
             reports/sr_x4.md it did not remove the 4-px grid the GAN phase grew; it did not hurt either.)
-        blur: sigma (pixels) of a Gaussian blur applied to both images before the network sees them, 0 for
-            none. The blur is its own adjoint, so the term's gradient on the output is low-passed too: it
-            cannot draw detail finer than the blur, a checkerboard on the upscaling grid included, and leaves
-            that detail to the pixel and GAN terms.
     """
 
-    def __init__(self, features: nn.Module, layers: dict[str, float], jitter: int = 0, blur: float = 0.0):
+    def __init__(self, features: nn.Module, layers: dict[str, float], jitter: int = 0):
         super().__init__()
         self.features = features.eval().requires_grad_(False)
         self.layers = dict(layers)
         self.jitter = jitter
-        self.blur = blur
         self.register_buffer("mean", torch.tensor(features.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(features.std).view(1, 3, 1, 1), persistent=False)
 
@@ -162,9 +157,6 @@ class PerceptualLoss(nn.Module):
         return super().train(False)  # a fixed feature extractor: never in training mode
 
     def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.blur > 0:
-            radius = math.ceil(3 * self.blur)
-            x = gaussian_blur(x, [2 * radius + 1] * 2, [self.blur] * 2)
         return self.features((x.expand(-1, 3, -1, -1) - self.mean) / self.std)
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -112,28 +112,6 @@ def test_perceptual_loss_over_a_timm_network():
     assert value.item() > 0 and a.grad.abs().sum() > 0
 
 
-def test_perceptual_blur_keeps_the_gradient_off_the_upscaling_grid():
-    """With the blur, the term's gradient on the output has (almost) nothing that repeats every 4 px."""
-    import timm
-
-    torch.manual_seed(0)
-    net = timm.create_model("tf_efficientnet_lite0", features_only=True)
-
-    def grid_share(blur: float) -> float:
-        loss = PerceptualLoss(
-            TimmFeatures(net, ["blocks.0", "blocks.1"]), {"blocks.0": 1.0, "blocks.1": 1.0}, blur=blur
-        )
-        out = torch.rand(1, 1, 64, 64, requires_grad=True)
-        loss(out, torch.rand(1, 1, 64, 64)).backward()
-        grad = out.grad[0, 0, 8:-8, 8:-8]  # away from the padded border
-        grid = grad.reshape(12, 4, 12, 4).mean(dim=(0, 2))  # the 4x4 pattern the cells share
-        return (grid - grid.mean()).square().sum().item() * 144 / grad.square().sum().item()
-
-    assert grid_share(1.5) < 0.05 * grid_share(0.0)
-    with pytest.raises(ValueError, match="unknown feature layer conv5_4; valid: blocks.0, blocks.1"):
-        TimmFeatures(net, ["conv5_4"])
-
-
 def test_grid_loss_measures_a_checkerboard_on_the_lr_grid():
     torch.manual_seed(0)
     target = torch.rand(2, 1, 64, 64)
@@ -216,7 +194,6 @@ def test_recipe_numbers_follow_the_issue():
         ({"stage": "color", "model": {}, "data": {"crop_zoom": [0.8]}}, "crop_zoom must be"),
         ({"stage": "color", "model": {}, "loss": {"pixel_per_image": "median"}}, "pixel_per_image: 'median'"),
         ({"stage": "color", "model": {}, "loss": {"pixel_log_floor": 0}}, "pixel_log_floor must be > 0"),
-        ({"stage": "sr", "model": {}, "loss": {"perceptual_blur": -1}}, "perceptual_blur must be >= 0"),
         ({"stage": "color", "model": {}, "loss": {"grid": 1.0}}, "grid loss is for the SR stage"),
     ],
 )

@@ -110,8 +110,6 @@ class LossConfig:
         perceptual_weights: the network's ImageNet weights: a local file, a pip package of
             ``cascade.imagenet_weights.LITE_PACKAGES``, or null for torchvision's or timm's download (online only).
         perceptual_jitter: random offset (pixels) of the perceptual network's grid; see ``sr.losses``.
-        perceptual_blur: sigma (pixels) of a Gaussian blur on both images before the perceptual network, 0 for
-            none: the term then cannot draw detail finer than it (a checkerboard; see ``sr.losses``).
     """
 
     pixel: float = 1.0
@@ -126,7 +124,6 @@ class LossConfig:
     perceptual_layers: dict[str, float] = field(default_factory=lambda: {"conv5_4": 1.0})
     perceptual_weights: str | None = None
     perceptual_jitter: int = 0
-    perceptual_blur: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -252,8 +249,6 @@ def _check_consistency(cfg: TrainConfig, where: str) -> None:
         raise ConfigError(f"{where}: train.freeze_encoder_steps must be >= 0, got {t.freeze_encoder_steps}")
     if loss.perceptual_jitter < 0:
         raise ConfigError(f"{where}: loss.perceptual_jitter must be >= 0, got {loss.perceptual_jitter}")
-    if loss.perceptual_blur < 0:
-        raise ConfigError(f"{where}: loss.perceptual_blur must be >= 0, got {loss.perceptual_blur}")
     disc = cfg.discriminator or {}
     if disc.get("arch") == "vgg_style" and disc.get("input_size", 128) != d.crop:
         raise ConfigError(

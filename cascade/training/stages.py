@@ -25,9 +25,7 @@ def build_perceptual(loss: LossConfig, cache_dir: Path) -> nn.Module:
 
     if loss.perceptual_net == "vgg19":
         features = VGG19Features(list(loss.perceptual_layers), loss.perceptual_weights)
-        return PerceptualLoss(
-            features, loss.perceptual_layers, jitter=loss.perceptual_jitter, blur=loss.perceptual_blur
-        )
+        return PerceptualLoss(features, loss.perceptual_layers, jitter=loss.perceptual_jitter)
     import timm
 
     from cascade.imagenet_weights import resolve_pretrained
@@ -40,9 +38,7 @@ def build_perceptual(loss: LossConfig, cache_dir: Path) -> nn.Module:
     weights = resolve_pretrained(loss.perceptual_weights, cache_dir)
     net = timm.create_model(loss.perceptual_net, features_only=True, **pretrained_kwargs(weights or True))
     features = TimmFeatures(net, list(loss.perceptual_layers))
-    return PerceptualLoss(
-        features, loss.perceptual_layers, jitter=loss.perceptual_jitter, blur=loss.perceptual_blur
-    )
+    return PerceptualLoss(features, loss.perceptual_layers, jitter=loss.perceptual_jitter)
 
 
 def pixel_loss(out: torch.Tensor, target: torch.Tensor, loss: LossConfig) -> torch.Tensor:
