@@ -194,7 +194,7 @@ def test_recipe_numbers_follow_the_issue():
         ({"stage": "color", "model": {}, "data": {"crop_zoom": [0.8]}}, "crop_zoom must be"),
         ({"stage": "color", "model": {}, "loss": {"pixel_per_image": "median"}}, "pixel_per_image: 'median'"),
         ({"stage": "color", "model": {}, "loss": {"pixel_log_floor": 0}}, "pixel_log_floor must be > 0"),
-        ({"stage": "color", "model": {}, "loss": {"grid": 1.0}}, "grid loss is for the SR stage"),
+        ({"stage": "color", "model": {}, "loss": {"grid": 1.0}}, "loss.grid is for the SR stage"),
     ],
 )
 def test_bad_recipes_name_the_problem(raw, message):

@@ -232,10 +232,9 @@ def _check_consistency(cfg: TrainConfig, where: str) -> None:
         )
     if d.short_side is not None and d.short_side < d.crop:
         raise ConfigError(f"{where}: data.short_side ({d.short_side}) is smaller than data.crop ({d.crop})")
-    if cfg.stage == "color" and loss.perceptual > 0:
-        raise ConfigError(f"{where}: the perceptual loss is for the SR stage")
-    if cfg.stage == "color" and loss.grid > 0:
-        raise ConfigError(f"{where}: the grid loss is for the SR stage")
+    for term in ("perceptual", "grid"):  # terms on an upscaler's output
+        if cfg.stage == "color" and getattr(loss, term) > 0:
+            raise ConfigError(f"{where}: loss.{term} is for the SR stage")
     problems = d.degradation.check()
     if problems:
         raise ConfigError(f"{where}: data.degradation: {'; '.join(problems)}")

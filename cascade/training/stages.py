@@ -17,6 +17,7 @@ from cascade.training.data import CropSampler
 from color.chroma_bins import ChromaBins
 from color.lab import denormalize_lab, lab_to_rgb, normalize_lab, rgb_to_lab
 from color.metrics import colorfulness
+from sr.losses import grid_loss
 
 
 def build_perceptual(loss: LossConfig, cache_dir: Path) -> nn.Module:
@@ -120,8 +121,6 @@ class SRStage:
         if self.perceptual is not None:
             terms["perceptual"] = self.cfg.loss.perceptual * self.perceptual(out.float(), target)
         if self.cfg.loss.grid > 0:
-            from sr.losses import grid_loss
-
             terms["grid"] = self.cfg.loss.grid * grid_loss(out.float(), target, self.scale)
         return terms
 
