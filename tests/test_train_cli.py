@@ -130,7 +130,7 @@ def color_run(photos, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "color"
     cascade(
         "train", "color", "--config", "configs/color_resnet18_unet.yaml", "--data", photos, "--out", out,
-        *TINY_COLOR, "train.steps=6", "train.pretrain_steps=2", *STEPS,
+        *TINY_COLOR, "train.steps=6", "train.pretrain_steps=2", "train.keep_validated=true", *STEPS,
     )  # fmt: skip
     return out
 
@@ -141,6 +141,17 @@ def test_color_training_pretrains_then_adds_the_gan(color_run):
     val = rows(color_run / "val.csv")
     assert all(0 < float(r["colorfulness_gt"]) for r in val) and len(val) == 3
     assert (color_run / "best" / "pipeline.yaml").is_file()
+
+
+def test_keep_validated_exports_every_validated_step_for_picking_later(color_run):
+    kept = sorted(p.name for p in (color_run / "validated").iterdir())
+    assert kept == ["000003", "000006"]  # the validations after step 0, whose weights are the --init's
+    step3, step6, last = (
+        load_file(color_run / folder / "color.safetensors")
+        for folder in ("validated/000003", "validated/000006", "pipeline")
+    )
+    assert all(torch.equal(step6[k], last[k]) for k in last)  # the last validation is the final export
+    assert any(not torch.equal(step3[k], last[k]) for k in last)  # and the first is its own weights
 
 
 def test_export_joins_both_runs_into_a_pipeline_for_cascade_run(sr_run, color_run, tmp_path):

@@ -145,6 +145,9 @@ class LoopConfig:
         device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N.
         log_every: steps between loss-log rows.
         val_every: steps between validations (and sample grids).
+        keep_validated: also export the weights of every validation, as pipeline folders ``validated/STEP``:
+            a GAN phase's best point is seldom its best validation PSNR, so it is picked afterwards (NIQE,
+            sheets) from these.
         ckpt_every: steps between checkpoints.
         sample_images: validation images shown in each sample grid.
         seed: seeds weight initialisation and dropout (``data.seed`` seeds the split and the crops).
@@ -160,6 +163,7 @@ class LoopConfig:
     device: str = "auto"
     log_every: int = 50
     val_every: int = 500
+    keep_validated: bool = False
     ckpt_every: int = 500
     sample_images: int = 4
     seed: int = 0

@@ -24,7 +24,7 @@ from cascade.training.checkpoint import NAME as CHECKPOINT
 from cascade.training.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from cascade.training.config import TrainConfig, save_config
 from cascade.training.data import CropSampler, center_crops, image_weights, load_images, split
-from cascade.training.runlog import BEST, FINAL, PRETRAINED, RunLog
+from cascade.training.runlog import BEST, FINAL, PRETRAINED, VALIDATED, RunLog
 from cascade.training.stages import TRAINING_STAGES, ColorStage, SRStage
 from cascade.weights import load_pipeline, save_pipeline
 
@@ -240,7 +240,8 @@ def open_log(run: Run, resumed: bool) -> RunLog:
 
 
 def evaluate(run: Run, at: int) -> None:
-    """Validate the shown (EMA or plain) generator; keep the best export; draw samples and curves."""
+    """Validate the shown (EMA or plain) generator; keep the best export (and, if asked, every one); draw
+    samples and curves."""
     model, t = run.shown, run.cfg.train
     was_training = model.training
     model.eval()
@@ -251,6 +252,8 @@ def evaluate(run: Run, at: int) -> None:
     run.log.samples(at, grid)
     run.log.curves()
     score = metrics[run.stage.best_metric]
+    if at > 0 and t.keep_validated:
+        export(run, run.out / VALIDATED / f"{at:06d}", f"{run.stage.best_metric} {score:.4f} at step {at}")
     if at > 0 and (run.best is None or score > run.best["value"]):
         run.best = {"step": at, "value": score}
         export(run, run.out / BEST, f"best {run.stage.best_metric} {score:.4f} at step {at}")

@@ -13,6 +13,7 @@ from cascade.atomic import atomic_path
 
 LOSS_CSV, VAL_CSV, CURVE_PNG, SAMPLES = "loss.csv", "val.csv", "loss.png", "samples"
 FINAL, BEST = "pipeline", "best"  # the exported pipeline folders: the last weights, the best validated
+VALIDATED = "validated"  # with train.keep_validated, a pipeline folder per validation step
 PRETRAINED = "pretrained"  # ImageNet weights converted for timm
 
 
