@@ -145,7 +145,7 @@ def test_color_training_pretrains_then_adds_the_gan(color_run):
 
 def test_keep_validated_exports_every_validated_step_for_picking_later(color_run):
     kept = sorted(p.name for p in (color_run / "validated").iterdir())
-    assert kept == ["000003", "000006"]  # the validations after step 0, whose weights are the --init's
+    assert kept == ["000003", "000006"]  # every validation but step 0 (the starting weights)
     step3, step6, last = (
         load_file(color_run / folder / "color.safetensors")
         for folder in ("validated/000003", "validated/000006", "pipeline")
