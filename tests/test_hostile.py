@@ -355,10 +355,11 @@ def _set(key: str, value):
         (_set("trained", "maybe"), "trained must be a bool"),
         (_set("description", ["a"]), "description must be a str"),
         (_set("color", {"render_size": "abc"}), "needs 'model'"),
+        (_set("sr.base", "../../evil"), "base must be one of span, realesrgan, not '../../evil'"),
     ],
     ids=[
         "model-int", "arch-list", "weights-int", "weights-list", "weights-escapes", "huge", "shape", "trained",
-        "description", "color-without-model",
+        "description", "color-without-model", "base-unknown",
     ],
 )  # fmt: skip
 def test_bad_pipeline_files_are_config_errors(sr_folder, edit, message):

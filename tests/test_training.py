@@ -136,6 +136,16 @@ def test_recipes_load_and_build(recipe, tmp_path):
     assert (disc is None) == (cfg.discriminator is None)
 
 
+def test_trainable_names_must_name_parameters_of_the_generator(tmp_path):
+    from cascade.training.distributed import Processes
+    from cascade.training.run import build_run
+
+    raw = {"stage": "sr", "model": {"arch": "msrresnet", "num_feat": 8, "num_block": 1}}
+    raw["train"] = {"trainable": ["conv_last", "body.7"], "device": "cpu"}
+    with pytest.raises(ConfigError, match=r"no parameter 'body.7' in this generator \(its top-level parts: conv_f"):
+        build_run(parse_config(raw, "recipe.yaml"), tmp_path, Processes(0, 1, torch.device("cpu")), None, False)
+
+
 def test_recipe_numbers_follow_the_issue():
     psnr, gan = load_config(RECIPES[0]), load_config(RECIPES[1])
     assert (psnr.optim.lr, psnr.optim.betas, psnr.loss.pixel, psnr.data.crop) == (2e-4, (0.9, 0.99), 1.0, 128)
@@ -195,6 +205,12 @@ def test_recipe_numbers_follow_the_issue():
         ({"stage": "color", "model": {}, "loss": {"pixel_per_image": "median"}}, "pixel_per_image: 'median'"),
         ({"stage": "color", "model": {}, "loss": {"pixel_log_floor": 0}}, "pixel_log_floor must be > 0"),
         ({"stage": "color", "model": {}, "loss": {"grid": 1.0}}, "loss.grid is for the SR stage"),
+        ({"stage": "sr", "model": {}, "train": {"trainable": "conv_last"}}, "trainable: 'conv_last' is not"),
+        ({"stage": "sr", "model": {}, "train": {"trainable": []}}, "trainable must be a list of parameter"),
+        (
+            {"stage": "color", "model": {}, "train": {"trainable": ["decoder"], "freeze_encoder_steps": 9}},
+            "trainable and train.freeze_encoder_steps cannot",
+        ),
     ],
 )
 def test_bad_recipes_name_the_problem(raw, message):

