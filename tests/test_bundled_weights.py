@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from skimage import data
 
+from cascade.config import load_yaml
 from cascade.evaluation.metrics import ciede2000, colorfulness, psnr_rgb, psnr_y
 from cascade.evaluation.protocol import bicubic_up, downscale_gray, gray_rgb8, luma, to_uint8
-from cascade.config import load_yaml
 from cascade.pipeline import BUNDLED_SR_MODELS, Pipeline, bundled_config, bundled_sr_base
 from sr.wheels import WHEEL_MODELS
 

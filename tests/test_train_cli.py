@@ -221,7 +221,9 @@ def test_a_model_trained_in_part_ships_as_that_part_over_its_wheel(photos, tmp_p
     monkeypatch.setenv("XDG_CACHE_HOME", cache["XDG_CACHE_HOME"])
     loaded = load_pipeline(tmp_path / "pipe" / "pipeline_tuned.yaml", only="sr").sr.state_dict()
     for k, v in trained.items():  # the trained part exactly; the base as cached, in fp16
-        assert torch.equal(loaded[k], v) if k in changed else torch.allclose(loaded[k], v, rtol=1e-3, atol=1e-4)
+        assert (
+            torch.equal(loaded[k], v) if k in changed else torch.allclose(loaded[k], v, rtol=1e-3, atol=1e-4)
+        )
 
     Image.new("L", (24, 20), 90).save(tmp_path / "a.png")
     cascade("run", tmp_path / "a.png", tmp_path / "out", "--weights", tmp_path / "pipe" / "pipeline_tuned.yaml",

@@ -142,8 +142,12 @@ def test_trainable_names_must_name_parameters_of_the_generator(tmp_path):
 
     raw = {"stage": "sr", "model": {"arch": "msrresnet", "num_feat": 8, "num_block": 1}}
     raw["train"] = {"trainable": ["conv_last", "body.7"], "device": "cpu"}
-    with pytest.raises(ConfigError, match=r"no parameter 'body.7' in this generator \(its top-level parts: conv_f"):
-        build_run(parse_config(raw, "recipe.yaml"), tmp_path, Processes(0, 1, torch.device("cpu")), None, False)
+    with pytest.raises(
+        ConfigError, match=r"no parameter 'body.7' in this generator \(its top-level parts: conv_f"
+    ):
+        build_run(
+            parse_config(raw, "recipe.yaml"), tmp_path, Processes(0, 1, torch.device("cpu")), None, False
+        )
 
 
 def test_recipe_numbers_follow_the_issue():

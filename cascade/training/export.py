@@ -11,8 +11,8 @@ from cascade.config import ConfigError, load_yaml
 from cascade.defaults import RENDER_SIZE
 from cascade.devices import DTYPES
 from cascade.training.runlog import BEST, FINAL
-from cascade.wheel_models import converted_model
 from cascade.weights import CONFIG_NAME, load_pipeline, save_pipeline, save_stage, write_config
+from cascade.wheel_models import converted_model
 
 _FOLDERS = {False: FINAL, True: BEST}
 

@@ -179,7 +179,10 @@ def build_run(
         ema = ModelEmaV3(generator, decay=t.ema, use_warmup=True, warmup_power=3 / 4)
     opt = cfg.optim
     opt_g = torch.optim.AdamW(
-        [p for p in generator.parameters() if p.requires_grad], lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay
+        [p for p in generator.parameters() if p.requires_grad],
+        lr=opt.lr,
+        betas=opt.betas,
+        weight_decay=opt.weight_decay,
     )
     opt_d = None
     if disc is not None:
