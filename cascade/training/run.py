@@ -84,15 +84,19 @@ def hold_still(generator: nn.Module, trainable: tuple[str, ...] | None) -> None:
     """Stop gradients to every parameter of ``generator`` outside ``train.trainable`` (names or their parents)."""
     if trainable is None:
         return
+
+    def under(name: str, part: str) -> bool:
+        return name == part or name.startswith(part + ".")
+
     names = [name for name, _ in generator.named_parameters()]
-    unmatched = [t for t in trainable if not any(n == t or n.startswith(t + ".") for n in names)]
+    unmatched = [t for t in trainable if not any(under(n, t) for n in names)]
     if unmatched:
         raise ConfigError(
             f"train.trainable: no parameter {', '.join(map(repr, unmatched))} in this generator "
             f"(its top-level parts: {', '.join(dict.fromkeys(n.split('.')[0] for n in names))})"
         )
     for name, param in generator.named_parameters():
-        param.requires_grad_(any(name == t or name.startswith(t + ".") for t in trainable))
+        param.requires_grad_(any(under(name, t) for t in trainable))
 
 
 def autocast(device: torch.device, precision: str):
