@@ -404,3 +404,21 @@ def test_an_exponent_without_a_dot_is_a_number():
     assert (cfg.optim.lr, cfg.optim.min_lr_ratio) == (1e-4, 0.05)
     with pytest.raises(ConfigError, match="'1e' is not a float"):
         load_config(RECIPES[0], ["optim.lr=1e"])
+
+
+def test_encoder_lr_gives_the_encoder_its_own_peak_on_the_same_schedule():
+    from cascade.models import create_colorizer
+    from cascade.training.run import generator_groups, group_peaks
+
+    generator = create_colorizer({"arch": "timm_unet", "encoder": "test_resnet", "decoder_channels": [8] * 5})
+    opt = OptimConfig(lr=1e-3, encoder_lr=1e-5, warmup_steps=0, schedule="cosine")
+    decoder, encoder = generator_groups(generator, opt)
+    assert {id(p) for p in encoder["params"]} == {id(p) for p in generator.encoder.parameters()}
+    assert len(decoder["params"]) + len(encoder["params"]) == len(list(generator.parameters()))
+    assert [lr_at(50, 100, opt, peak) for peak in group_peaks(opt)] == pytest.approx([5e-4, 5e-6])
+    one = generator_groups(generator, OptimConfig(lr=1e-3))
+    assert len(one) == 1 and len(one[0]["params"]) == len(list(generator.parameters()))
+    with pytest.raises(ConfigError, match="no pretrained encoder"):
+        generator_groups(torch.nn.Conv2d(1, 1, 1), opt)
+    with pytest.raises(ConfigError, match="optim.encoder_lr must be > 0"):
+        parse_config({"stage": "color", "model": {}, "optim": {"encoder_lr": 0}}, "recipe.yaml")

@@ -70,6 +70,8 @@ class OptimConfig:
         betas: Adam's betas.
         weight_decay: AdamW weight decay (0 is plain Adam).
         d_lr: discriminator learning rate; null: same as ``lr``.
+        encoder_lr: peak learning rate of the generator's pretrained encoder (the same schedule); null: ``lr``.
+            A fraction of ``lr`` lets the encoder adapt to gray input without losing the features it learned.
         schedule: cosine (down to ``min_lr_ratio * lr`` at the last step) or constant.
         warmup_steps: linear warm-up from 0.
         min_lr_ratio: the cosine's floor as a fraction of ``lr``.
@@ -80,6 +82,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 0.0
     d_lr: float | None = None
+    encoder_lr: float | None = None
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0
@@ -253,6 +256,10 @@ def _check_consistency(cfg: TrainConfig, where: str) -> None:
         raise ConfigError(f"{where}: loss.huber_delta must be > 0, got {loss.huber_delta}")
     if loss.pixel_log_floor <= 0:
         raise ConfigError(f"{where}: loss.pixel_log_floor must be > 0, got {loss.pixel_log_floor}")
+    for name in ("d_lr", "encoder_lr"):
+        value = getattr(cfg.optim, name)
+        if value is not None and not value > 0:
+            raise ConfigError(f"{where}: optim.{name} must be > 0 or null, got {value}")
     if t.freeze_encoder_steps < 0:
         raise ConfigError(f"{where}: train.freeze_encoder_steps must be >= 0, got {t.freeze_encoder_steps}")
     if t.trainable is not None and (

@@ -32,6 +32,7 @@ from cascade.training.run import (
     checkpoint,
     evaluate,
     export,
+    group_peaks,
     load_data,
     open_log,
     restore,
@@ -62,9 +63,9 @@ def train_step(run: Run) -> tuple[float, dict[str, torch.Tensor]]:
     """One generator update (and the discriminator's, once the GAN term is on); returns the learning rate and
     the loss terms (``total`` first), still on the device."""
     cfg, t, d, opt = run.cfg, run.cfg.train, run.cfg.data, run.cfg.optim
-    lr_g = lr_at(run.step, t.steps, opt, opt.lr)
-    for group in run.opt_g.param_groups:
-        group["lr"] = lr_g
+    for group, peak in zip(run.opt_g.param_groups, group_peaks(opt), strict=True):
+        group["lr"] = lr_at(run.step, t.steps, opt, peak)
+    lr_g = run.opt_g.param_groups[0]["lr"]
     gan_on = run.disc is not None and run.step >= t.pretrain_steps and cfg.loss.gan > 0
     if run.frozen_part is not None:
         run.frozen_part.requires_grad_(run.step >= t.freeze_encoder_steps)

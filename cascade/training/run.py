@@ -22,7 +22,7 @@ from cascade.models import STAGES
 from cascade.training import distributed
 from cascade.training.checkpoint import NAME as CHECKPOINT
 from cascade.training.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
-from cascade.training.config import TrainConfig, save_config
+from cascade.training.config import OptimConfig, TrainConfig, save_config
 from cascade.training.data import CropSampler, center_crops, image_weights, load_images, split
 from cascade.training.runlog import BEST, FINAL, PRETRAINED, VALIDATED, RunLog
 from cascade.training.stages import TRAINING_STAGES, ColorStage, SRStage
@@ -97,6 +97,25 @@ def hold_still(generator: nn.Module, trainable: tuple[str, ...] | None) -> None:
         )
     for name, param in generator.named_parameters():
         param.requires_grad_(any(under(name, t) for t in trainable))
+
+
+def group_peaks(opt: OptimConfig) -> list[float]:
+    """The peak learning rate of each of ``generator_groups``' groups, in their order."""
+    return [opt.lr] if opt.encoder_lr is None else [opt.lr, opt.encoder_lr]
+
+
+def generator_groups(generator: nn.Module, opt: OptimConfig) -> list[dict]:
+    """The generator's trained parameters as optimizer groups: one, or the decoder's then the encoder's when
+    ``optim.encoder_lr`` is set."""
+    trained = [p for p in generator.parameters() if p.requires_grad]
+    if opt.encoder_lr is None:
+        return [{"params": trained, "lr": opt.lr}]
+    encoder = getattr(generator, "encoder", None)
+    if not isinstance(encoder, nn.Module):
+        raise ConfigError("optim.encoder_lr: this generator has no pretrained encoder")
+    in_encoder = {id(p) for p in encoder.parameters()}
+    parts = ([p for p in trained if id(p) not in in_encoder], [p for p in trained if id(p) in in_encoder])
+    return [{"params": params, "lr": peak} for params, peak in zip(parts, group_peaks(opt))]
 
 
 def autocast(device: torch.device, precision: str):
@@ -183,10 +202,7 @@ def build_run(
         ema = ModelEmaV3(generator, decay=t.ema, use_warmup=True, warmup_power=3 / 4)
     opt = cfg.optim
     opt_g = torch.optim.AdamW(
-        [p for p in generator.parameters() if p.requires_grad],
-        lr=opt.lr,
-        betas=opt.betas,
-        weight_decay=opt.weight_decay,
+        generator_groups(generator, opt), betas=opt.betas, weight_decay=opt.weight_decay
     )
     opt_d = None
     if disc is not None:
