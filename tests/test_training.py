@@ -422,3 +422,21 @@ def test_encoder_lr_gives_the_encoder_its_own_peak_on_the_same_schedule():
         generator_groups(torch.nn.Conv2d(1, 1, 1), opt)
     with pytest.raises(ConfigError, match="optim.encoder_lr must be > 0"):
         parse_config({"stage": "color", "model": {}, "optim": {"encoder_lr": 0}}, "recipe.yaml")
+
+
+def test_a_resume_with_other_optimizer_groups_names_encoder_lr(tmp_path):
+    from cascade.training.distributed import Processes
+    from cascade.training.run import build_run, restore
+
+    raw = {
+        "stage": "color",
+        "model": {"arch": "timm_unet", "encoder": "test_resnet", "decoder_channels": [8] * 5},
+    }
+    raw["optim"], raw["train"] = {"encoder_lr": 1e-5}, {"device": "cpu"}
+    run = build_run(
+        parse_config(raw, "recipe.yaml"), tmp_path, Processes(0, 1, torch.device("cpu")), None, True
+    )
+    assert len(run.opt_g.param_groups) == 2
+    one_group = torch.optim.AdamW(run.generator.parameters()).state_dict()
+    with pytest.raises(ConfigError, match="optim.encoder_lr must be set"):
+        restore(run, {"generator": run.generator.state_dict(), "opt_g": one_group})

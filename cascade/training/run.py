@@ -245,6 +245,12 @@ def load_data(
 def restore(run: Run, state: dict[str, Any]) -> None:
     """Continue ``run`` from a checkpoint: weights, optimizers, EMA, loss scaler, crop sampler, step, best."""
     run.generator.load_state_dict(state["generator"])
+    saved_groups = len(state["opt_g"]["param_groups"])
+    if saved_groups != len(run.opt_g.param_groups):
+        raise ConfigError(
+            f"--resume: the checkpoint's optimizer has {saved_groups} parameter group(s) and this recipe's "
+            f"{len(run.opt_g.param_groups)}: optim.encoder_lr must be set (or null) as it was for the run"
+        )
     run.opt_g.load_state_dict(state["opt_g"])
     if run.disc is not None:
         run.disc.load_state_dict(state["discriminator"])
