@@ -56,6 +56,32 @@ class ConvBlock(nn.Sequential):
         )
 
 
+class GlobalContext(nn.Module):
+    """What the whole photo shows, broadcast over the deepest feature map: the ImageNet classifier's own input
+    (the encoder's pretrained head conv, pooled) projected to ``width`` channels. Iizuka et al. (2016) fuse a
+    classification network's global features into their colorizer's decoder this way."""
+
+    def __init__(self, head: nn.Module, features: int, width: int):
+        super().__init__()
+        self.head = head
+        self.proj = nn.Sequential(nn.Linear(features, width), nn.ReLU(inplace=True))
+
+    def forward(self, deepest: torch.Tensor) -> torch.Tensor:
+        g = self.proj(self.head(deepest).mean((2, 3)))
+        return g[:, :, None, None].expand(-1, -1, *deepest.shape[-2:])
+
+
+def pretrained_head(name: str, pretrained: bool | str | None, in_ch: int) -> tuple[nn.Module, int]:
+    """The head conv (and its norm and activation) that a timm EfficientNet puts between its last stage and
+    the classifier, with the same pretrained weights as the encoder, and its output width."""
+    model = timm.create_model(name, in_chans=in_ch, **pretrained_kwargs(pretrained))
+    if not isinstance(getattr(model, "conv_head", None), nn.Module):
+        raise ValueError(
+            f"global_context needs an encoder with a head conv (EfficientNet family), not {name!r}"
+        )
+    return nn.Sequential(model.conv_head, model.bn2), model.num_features
+
+
 class TimmUNet(nn.Module):
     """U-Net whose encoder is a timm model; the decoder sizes itself from ``feature_info`` (channels and
     reductions), so any ``features_only`` encoder fits: resnet18/34, efficientnet, convnext...
@@ -79,6 +105,10 @@ class TimmUNet(nn.Module):
         temperature: the annealed mean's: 1 the mean of the predicted colours, lower towards the likeliest.
         prior_correction: 0 decodes the prediction as it is; up to 1 takes out the training photos' colour
             frequencies first (more colour where the gray of most photos would win).
+        global_context: 0, or the width of the photo's pooled ImageNet features fed to the deepest decoder
+            level (``GlobalContext``; EfficientNet encoders).
+        feature_dropout: channel dropout on the encoder's features while training, so that the decoder cannot
+            rely on any one of them to recall a training photo's colours.
     """
 
     def __init__(
@@ -93,6 +123,8 @@ class TimmUNet(nn.Module):
         chroma_sigma: float = 5.0,
         temperature: float = 0.38,
         prior_correction: float = 0.0,
+        global_context: int = 0,
+        feature_dropout: float = 0.0,
     ):
         super().__init__()
         if chroma_stride not in (1, 2, 4):
@@ -107,12 +139,19 @@ class TimmUNet(nn.Module):
         self.register_buffer("in_mean", torch.tensor(mean), persistent=False)
         self.register_buffer("in_std", torch.tensor(std), persistent=False)
 
+        self.context = None
+        if global_context:
+            self.context = GlobalContext(*pretrained_head(encoder, pretrained, in_ch), global_context)
+        if not 0 <= feature_dropout < 1:
+            raise ValueError(f"feature_dropout must be in [0, 1), not {feature_dropout}")
+        self.dropout = nn.Dropout2d(feature_dropout) if feature_dropout else nn.Identity()
+
         widths = list(decoder_channels[: len(enc_ch)])
         widths += [widths[-1]] * (len(enc_ch) - len(widths))
         skips = enc_ch[-2::-1] + [in_ch]  # shallower features, then the input itself
         # the decoder's levels end at the reductions of those skips; keep those down to chroma_stride
         self.levels = sum(1 for r in reductions[-2::-1] + [1] if r >= chroma_stride)
-        blocks, ch = [], enc_ch[-1]
+        blocks, ch = [], enc_ch[-1] + global_context
         for width, skip in list(zip(widths, skips))[: self.levels]:
             blocks.append(ConvBlock(ch + skip, width))
             ch = width
@@ -129,9 +168,11 @@ class TimmUNet(nn.Module):
     def forward(self, x: torch.Tensor, logits: bool = False) -> torch.Tensor:
         """(B, in_ch, H, W) -> (B, out_ch, H, W) ab; with ``logits`` (chroma bins only: what training scores)
         the (B, Q, H / chroma_stride, W / chroma_stride) logits over the bins."""
-        feats = self.encoder(((x + 1) / 2 - self.in_mean) / self.in_std)
+        feats = [self.dropout(f) for f in self.encoder(((x + 1) / 2 - self.in_mean) / self.in_std)]
         skips = feats[-2::-1] + [x]
         y = feats[-1]
+        if self.context is not None:
+            y = torch.cat([y, self.context(y)], dim=1)
         for block, skip in zip(self.decoder, skips):
             y = F.interpolate(y, size=skip.shape[-2:], mode="nearest")
             y = block(torch.cat([y, skip], dim=1))

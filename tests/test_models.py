@@ -128,6 +128,45 @@ def test_hub_download_fails_clearly_when_offline():
         TimmUNet("test_resnet", pretrained=True)
 
 
+def test_global_context_is_the_pretrained_head_and_sees_the_whole_photo(tmp_path):
+    torch.manual_seed(5)
+    state = timm.create_model("test_efficientnet").state_dict()  # stands in for an ImageNet checkpoint
+    path = tmp_path / "encoder.safetensors"
+    save_file(state, path)
+    model = TimmUNet(
+        "test_efficientnet", pretrained=str(path), decoder_channels=(8,), global_context=4
+    ).eval()
+    torch.testing.assert_close(model.context.head[0].weight, state["conv_head.weight"])
+    torch.testing.assert_close(model.context.head[1].running_var, state["bn2.running_var"])
+
+    deepest = torch.randn(1, model.encoder.feature_info.channels()[-1], 6, 6)
+    moved = deepest.clone()
+    moved[..., 0, 0] += 3  # one corner of the photo changes
+    with torch.no_grad():
+        before, after = model.context(deepest), model.context(moved)
+    assert before.shape == (1, 4, 6, 6) and torch.equal(before, before[..., :1, :1].expand_as(before))
+    assert (after - before)[..., -1, -1].abs().max() > 0  # and the far corner's context with it
+    out = model(torch.rand(1, 1, 64, 64) * 2 - 1)
+    assert out.shape == (1, 2, 64, 64)
+
+
+def test_global_context_needs_a_head_conv():
+    with pytest.raises(ConfigError, match="global_context needs an encoder with a head conv"):
+        create_colorizer({"arch": "timm_unet", "encoder": "test_resnet", "global_context": 4})
+
+
+def test_feature_dropout_acts_only_while_training():
+    torch.manual_seed(0)
+    model = TimmUNet("test_efficientnet", decoder_channels=(8,), feature_dropout=0.5)
+    x = torch.rand(2, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(x))
+        model.eval()
+        assert torch.equal(model(x), model(x))
+    with pytest.raises(ConfigError, match="feature_dropout must be in"):
+        create_colorizer({"arch": "timm_unet", "encoder": "test_resnet", "feature_dropout": 1.0})
+
+
 def test_patchgan_is_70x70():
     d = create_color_discriminator({"arch": "patchgan"})
     x = torch.rand(1, 3, 256, 256, requires_grad=True)
