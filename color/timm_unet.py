@@ -139,6 +139,8 @@ class TimmUNet(nn.Module):
         self.register_buffer("in_mean", torch.tensor(mean), persistent=False)
         self.register_buffer("in_std", torch.tensor(std), persistent=False)
 
+        if global_context < 0:
+            raise ValueError(f"global_context must be 0 (off) or a width > 0, not {global_context}")
         self.context = None
         if global_context:
             self.context = GlobalContext(*pretrained_head(encoder, pretrained, in_ch), global_context)

@@ -153,6 +153,8 @@ def test_global_context_is_the_pretrained_head_and_sees_the_whole_photo(tmp_path
 def test_global_context_needs_a_head_conv():
     with pytest.raises(ConfigError, match="global_context needs an encoder with a head conv"):
         create_colorizer({"arch": "timm_unet", "encoder": "test_resnet", "global_context": 4})
+    with pytest.raises(ConfigError, match="global_context must be 0"):
+        create_colorizer({"arch": "timm_unet", "encoder": "test_efficientnet", "global_context": -8})
 
 
 def test_feature_dropout_acts_only_while_training():
