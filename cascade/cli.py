@@ -65,7 +65,7 @@ def cli() -> None:
     "--color-model",
     type=click.Choice(COLOR_MODEL_NAMES),
     help="Colorizer: conservative (the default: muted colors, closest to the truth on average) or vivid (the "
-    "GAN-trained one: more color, more of it wrong). Not with --weights.",
+    "same network's colors scaled by 1.75: more color, more of it wrong). Not with --weights.",
 )
 @MAX_MEGAPIXELS
 @click.option(

@@ -80,7 +80,9 @@ def main() -> None:
         colorizers[name] = Pipeline.from_pretrained(folder, only="color", device="cpu")
     sr = Pipeline.from_pretrained(only="sr", device="cpu").sr
     cascades = {
-        f"SR + {name}": Pipeline(sr, pipe.color, render_size=pipe.render_size, device="cpu")
+        f"SR + {name}": Pipeline(
+            sr, pipe.color, render_size=pipe.render_size, saturation=pipe.saturation, device="cpu"
+        )
         for name, pipe in colorizers.items()
     }
     args.out.mkdir(parents=True, exist_ok=True)
