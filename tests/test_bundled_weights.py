@@ -13,7 +13,13 @@ from skimage import data
 from cascade.config import load_yaml
 from cascade.evaluation.metrics import ciede2000, colorfulness, psnr_rgb, psnr_y
 from cascade.evaluation.protocol import bicubic_up, downscale_gray, gray_rgb8, luma, to_uint8
-from cascade.pipeline import BUNDLED_SR_MODELS, Pipeline, bundled_config, bundled_sr_base
+from cascade.pipeline import (
+    BUNDLED_SR_MODELS,
+    Pipeline,
+    bundled_color_config,
+    bundled_config,
+    bundled_sr_base,
+)
 from sr.wheels import WHEEL_MODELS
 
 
@@ -88,6 +94,12 @@ def test_bundled_vivid_colorizer_is_the_conservative_one_with_more_color():
         Pipeline.from_pretrained(only="color", color_model=m, device="cpu") for m in ("conservative", "vivid")
     )
     assert vivid.saturation > conservative.saturation
+    # the same network at the same render size: only the saturation may differ between the two files
+    same = [
+        {k: v for k, v in load_yaml(bundled_color_config(m))["color"].items() if k != "saturation"}
+        for m in ("conservative", "vivid")
+    ]
+    assert same[0] == same[1]
     for truth in (data.chelsea(), data.coffee()):
         gray = to_uint8(luma(truth))
         muted, bright = (np.asarray(p(gray).convert("RGB")) for p in (conservative, vivid))
