@@ -209,6 +209,7 @@ def test_recipe_numbers_follow_the_issue():
         ({"stage": "color", "model": {}, "loss": {"pixel_per_image": "median"}}, "pixel_per_image: 'median'"),
         ({"stage": "color", "model": {}, "loss": {"pixel_log_floor": 0}}, "pixel_log_floor must be > 0"),
         ({"stage": "color", "model": {}, "loss": {"grid": 1.0}}, "loss.grid is for the SR stage"),
+        ({"stage": "color", "model": {}, "loss": {"gan_real_label": 0.4}}, "gan_real_label must be in"),
         ({"stage": "sr", "model": {}, "train": {"trainable": "conv_last"}}, "trainable: 'conv_last' is not"),
         ({"stage": "sr", "model": {}, "train": {"trainable": []}}, "trainable must be a list of parameter"),
         (
@@ -396,6 +397,35 @@ def test_a_runs_pieces_export_checkpoint_and_restore_on_their_own(tmp_path):
     for name, value in run.generator.state_dict().items():
         assert torch.equal(value, again.generator.state_dict()[name])
     assert torch.equal(run.sampler.sample(2), again.sampler.sample(2))  # the crops go on where they stopped
+    distributed.stop(procs)
+
+
+def test_label_smoothing_sets_the_discriminators_target_on_real_images_only(tmp_path):
+    """A PatchGAN made to answer a constant logit z: its loss on the reals is the cross-entropy against the
+    smoothed label, on the fakes against 0; the smoothed loss is least where the discriminator says 0.9."""
+    from cascade.training import distributed
+    from cascade.training.loop import _discriminator_step, gan_loss
+    from cascade.training.run import build_run, runnable
+
+    tiny = ["model.encoder=test_resnet", "model.decoder_channels=[32, 16, 16, 8, 8]", "model.pretrained=null"]
+    tiny += ["discriminator.num_filters=8", "data.crop=32", "data.val_crop=32", "loss.gan_real_label=0.9"]
+    cfg = load_config("configs/color_lite0_unet_cpu_gan.yaml", tiny)
+    procs = distributed.start("cpu")
+    run = build_run(cfg, tmp_path / "run", procs, init=None, resuming=False)
+    run.g_run, run.d_run = runnable(run)
+    z = math.log(9.0)  # sigmoid(z) = 0.9
+    last = run.disc.model[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(z)
+    inp, ab = torch.rand(2, 1, 32, 32), torch.rand(2, 2, 32, 32) - 0.5
+    terms = _discriminator_step(run, inp, ab, ab)
+    entropy = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
+    assert terms["d_real"].item() == pytest.approx(entropy, rel=1e-5)  # not -log(0.9), the unsmoothed loss
+    assert terms["d_fake"].item() == pytest.approx(math.log(10.0), rel=1e-5)  # -log(1 - 0.9)
+    logits = torch.tensor([z - 0.1, z, z + 0.1])
+    losses = [gan_loss(v.view(1), 0.9).item() for v in logits]
+    assert losses[1] < min(losses[0], losses[2])
     distributed.stop(procs)
 
 

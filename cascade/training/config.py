@@ -107,6 +107,8 @@ class LossConfig:
             dominate (for L1 on the colorizer's ab / 110: 0.005 is half a unit of a* or b*).
         perceptual: feature L1 of an ImageNet network (SR GAN recipe).
         gan: adversarial term; needs a ``discriminator`` section.
+        gan_real_label: the discriminator's target on real images; below 1 is one-sided label smoothing
+            (Salimans et al. 2016, 0.9): a discriminator that cannot grow sure of the reals wins more slowly.
         grid: L1 between what of output and target repeats with the LR pixel grid (SR only; ``sr.losses.
             grid_loss``): holds off the checkerboard a perceptual term grows.
         perceptual_net: ``vgg19`` (the papers') or a timm model name such as ``tf_efficientnet_lite0``.
@@ -123,6 +125,7 @@ class LossConfig:
     pixel_log_floor: float = 0.005
     perceptual: float = 0.0
     gan: float = 0.0
+    gan_real_label: float = 1.0
     grid: float = 0.0
     perceptual_net: str = "vgg19"
     perceptual_layers: dict[str, float] = field(default_factory=lambda: {"conv5_4": 1.0})
@@ -255,6 +258,8 @@ def _check_consistency(cfg: TrainConfig, where: str) -> None:
         raise ConfigError(f"{where}: data.degradation is for the SR stage")
     if loss.huber_delta <= 0:
         raise ConfigError(f"{where}: loss.huber_delta must be > 0, got {loss.huber_delta}")
+    if not 0.5 < loss.gan_real_label <= 1:
+        raise ConfigError(f"{where}: loss.gan_real_label must be in (0.5, 1], got {loss.gan_real_label}")
     if loss.pixel_log_floor <= 0:
         raise ConfigError(f"{where}: loss.pixel_log_floor must be > 0, got {loss.pixel_log_floor}")
     for name in ("d_lr", "encoder_lr"):

@@ -53,10 +53,11 @@ def lr_at(step: int, total: int, optim: OptimConfig, peak: float) -> float:
     return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def gan_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
-    """The vanilla (non-saturating) GAN loss on discriminator logits."""
-    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
-    return F.binary_cross_entropy_with_logits(logits.float(), target.float())
+def gan_loss(logits: torch.Tensor, label: float) -> torch.Tensor:
+    """The vanilla (non-saturating) GAN loss on discriminator logits: 1 real, 0 fake, between for smoothing."""
+    return F.binary_cross_entropy_with_logits(
+        logits.float(), torch.full_like(logits, label, dtype=torch.float32)
+    )
 
 
 def train_step(run: Run) -> tuple[float, dict[str, torch.Tensor]]:
@@ -79,7 +80,7 @@ def train_step(run: Run) -> tuple[float, dict[str, torch.Tensor]]:
         terms = run.stage.losses(output.float(), target)
         if gan_on:
             run.disc.requires_grad_(False)
-            terms["gan"] = cfg.loss.gan * gan_loss(run.d_run(run.stage.judged(inp, output)), real=True)
+            terms["gan"] = cfg.loss.gan * gan_loss(run.d_run(run.stage.judged(inp, output)), 1.0)
     loss = sum(terms.values())
     run.opt_g.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
@@ -102,8 +103,8 @@ def _discriminator_step(run: Run, inp: torch.Tensor, real: torch.Tensor, fake: t
     for group in run.opt_d.param_groups:
         group["lr"] = lr_at(run.step, t.steps, opt, opt.d_lr if opt.d_lr is not None else opt.lr)
     with autocast(run.device, t.precision):
-        d_real = gan_loss(run.d_run(run.stage.judged(inp, real)), real=True)
-        d_fake = gan_loss(run.d_run(run.stage.judged(inp, fake)), real=False)
+        d_real = gan_loss(run.d_run(run.stage.judged(inp, real)), run.cfg.loss.gan_real_label)
+        d_fake = gan_loss(run.d_run(run.stage.judged(inp, fake)), 0.0)
     run.opt_d.zero_grad(set_to_none=True)
     run.scaler.scale(0.5 * (d_real + d_fake)).backward()
     run.scaler.step(run.opt_d)
