@@ -210,6 +210,10 @@ def test_recipe_numbers_follow_the_issue():
         ({"stage": "color", "model": {}, "loss": {"pixel_log_floor": 0}}, "pixel_log_floor must be > 0"),
         ({"stage": "color", "model": {}, "loss": {"grid": 1.0}}, "loss.grid is for the SR stage"),
         ({"stage": "color", "model": {}, "loss": {"gan_real_label": 0.4}}, "gan_real_label must be in"),
+        (
+            {"stage": "color", "model": {}, "train": {"freeze_encoder_steps": "most"}},
+            "'most' is not a int or",
+        ),
         ({"stage": "sr", "model": {}, "train": {"trainable": "conv_last"}}, "trainable: 'conv_last' is not"),
         ({"stage": "sr", "model": {}, "train": {"trainable": []}}, "trainable must be a list of parameter"),
         (
@@ -426,6 +430,41 @@ def test_label_smoothing_sets_the_discriminators_target_on_real_images_only(tmp_
     logits = torch.tensor([z - 0.1, z, z + 0.1])
     losses = [gan_loss(v.view(1), 0.9).item() for v in logits]
     assert losses[1] < min(losses[0], losses[2])
+    distributed.stop(procs)
+
+
+@pytest.mark.parametrize(("freeze", "moved"), [("all", [False, False, False]), (1, [False, True, True])])
+def test_a_frozen_encoder_holds_still_for_its_steps_or_the_whole_run(freeze, moved, tmp_path):
+    """``all`` holds the encoder for however many steps an override gives the run (a number of steps did not:
+    the GAN recipe's 4,000, meant as "throughout", let the encoder train past step 4,000 of longer runs)."""
+    from cascade.training import distributed
+    from cascade.training.loop import train_step
+    from cascade.training.run import build_run, load_data, runnable
+
+    tiny = ["model.encoder=test_resnet", "model.decoder_channels=[32, 16, 16, 8, 8]", "model.pretrained=null"]
+    tiny += ["data.crop=32", "data.short_side=32", "data.val_crop=32", "data.val_fraction=0.25"]
+    tiny += [
+        "data.batch_size=2",
+        "optim.warmup_steps=0",
+        "train.steps=3",
+        f"train.freeze_encoder_steps={freeze}",
+    ]
+    cfg = load_config("configs/color_lite0_unet_cpu.yaml", tiny)
+    procs = distributed.start("cpu")
+    run = build_run(cfg, tmp_path / "run", procs, init=None, resuming=False)
+    run.sampler, run.val_crops = load_data(cfg, [color_folder(tmp_path / "photos")], procs)
+    run.g_run, run.d_run = runnable(run)
+    for step, expected in enumerate(moved):
+        encoder, decoder = run.generator.encoder, run.generator.decoder
+        before = [p.detach().clone() for p in (*encoder.parameters(), *decoder.parameters())]
+        train_step(run)
+        run.step += 1
+        changed = [
+            not torch.equal(a, b) for a, b in zip(before, (*encoder.parameters(), *decoder.parameters()))
+        ]
+        n_enc = len(list(encoder.parameters()))
+        assert any(changed[:n_enc]) == expected, step
+        assert any(changed[n_enc:])  # the decoder trains at every step
     distributed.stop(procs)
 
 

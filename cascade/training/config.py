@@ -142,7 +142,8 @@ class LoopConfig:
         pretrain_steps: generator-only steps (pixel and perceptual terms) before the GAN term and the
             discriminator join (the color recipe's L1 pre-training).
         freeze_encoder_steps: steps at the start during which a pretrained encoder (the generator's
-            ``encoder``) is not trained: no backward through it, so those steps are faster.
+            ``encoder``) is not trained: no backward through it, so those steps are faster. ``all``: the
+            whole run, however many ``steps`` an override gives it.
         trainable: names of the generator's parameters to train (a name stands for every parameter under it:
             ``body.22``, ``conv_last``); the rest stay as loaded (``--init``) for the whole run: no backward
             through the part before them, and the model can be shipped as its trained part over its start.
@@ -166,7 +167,7 @@ class LoopConfig:
 
     steps: int = 1000
     pretrain_steps: int = 0
-    freeze_encoder_steps: int = 0
+    freeze_encoder_steps: int | Literal["all"] = 0
     trainable: tuple[str, ...] | None = None
     ema: float | None = 0.999
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -179,6 +180,9 @@ class LoopConfig:
     ckpt_every: int = 500
     sample_images: int = 4
     seed: int = 0
+
+    def encoder_frozen_at(self, step: int) -> bool:
+        return self.freeze_encoder_steps == "all" or step < self.freeze_encoder_steps
 
 
 @dataclass(frozen=True)
@@ -266,7 +270,7 @@ def _check_consistency(cfg: TrainConfig, where: str) -> None:
         value = getattr(cfg.optim, name)
         if value is not None and not value > 0:
             raise ConfigError(f"{where}: optim.{name} must be > 0 or null, got {value}")
-    if t.freeze_encoder_steps < 0:
+    if t.freeze_encoder_steps != "all" and t.freeze_encoder_steps < 0:
         raise ConfigError(f"{where}: train.freeze_encoder_steps must be >= 0, got {t.freeze_encoder_steps}")
     if t.trainable is not None and (
         not t.trainable or not all(isinstance(name, str) and name for name in t.trainable)

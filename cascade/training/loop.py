@@ -69,7 +69,7 @@ def train_step(run: Run) -> tuple[float, dict[str, torch.Tensor]]:
     lr_g = run.opt_g.param_groups[0]["lr"]
     gan_on = run.disc is not None and run.step >= t.pretrain_steps and cfg.loss.gan > 0
     if run.frozen_part is not None:
-        run.frozen_part.requires_grad_(run.step >= t.freeze_encoder_steps)
+        run.frozen_part.requires_grad_(not t.encoder_frozen_at(run.step))
 
     crops = run.sampler.augment(run.sampler.sample(d.batch_size), d.flips, d.rotations)
     inp, target = run.stage.make_batch(crops, run.sampler.generator)

@@ -68,7 +68,7 @@ def load_init(generator: nn.Module, path: str | Path, stage: str) -> None:
         )
 
 
-def _freezable(generator: nn.Module, steps: int, distributed: bool) -> nn.Module | None:
+def _freezable(generator: nn.Module, steps: int | str, distributed: bool) -> nn.Module | None:
     """The part of ``generator`` that ``train.freeze_encoder_steps`` holds still, or None."""
     if steps == 0:
         return None
