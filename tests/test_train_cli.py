@@ -261,6 +261,28 @@ def test_a_killed_run_resumes_exactly(photos, tmp_path):
     assert not list(killed.rglob(f"*{TEMP_SUFFIX}"))
 
 
+def test_a_run_still_going_is_not_trained_into_twice(photos, tmp_path):
+    out = tmp_path / "live"
+    live = subprocess.Popen(
+        [sys.executable, "-m", "cascade", *map(str, _color_args(photos, out, 100_000)), "--max-minutes", "5"],
+        env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline and live.poll() is None:
+            time.sleep(0.05)
+        second = cascade("train", "color", "--data", photos, "--out", out, "--resume", "--max-minutes", "0.0001",
+                         check=False)  # fmt: skip
+        assert live.poll() is None, "the first run ended before the second one tried"
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        assert f"{out}: another process is training into this run folder" in second.stderr
+    finally:
+        live.send_signal(signal.SIGKILL)
+        live.wait()
+    # the folder is free again once its process is gone, however it ended
+    cascade("train", "color", "--data", photos, "--out", out, "--resume", "--max-minutes", "0.0001")
+
+
 def test_max_minutes_stops_with_a_checkpoint_and_an_export(photos, tmp_path):
     out = tmp_path / "short"
     cascade(*_color_args(photos, out, 1000), "--max-minutes", "0.0001")

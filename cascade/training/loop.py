@@ -33,6 +33,7 @@ from cascade.training.run import (
     evaluate,
     export,
     group_peaks,
+    held_run_folder,
     load_data,
     open_log,
     restore,
@@ -147,60 +148,63 @@ def train(
     started = time.monotonic()
     out, t = Path(out).expanduser(), cfg.train
     procs = distributed.start(t.device)
-    if procs.main:
-        for stale in remove_abandoned_temps(out):  # a partial checkpoint or export of a killed run
-            warnings.warn(f"removed {stale}: a temporary file an interrupted run left", stacklevel=2)
-    if t.precision == "fp16" and procs.device.type != "cuda":
-        raise ConfigError("train.precision fp16 needs a CUDA GPU; use bf16 or fp32 here")
-    state = resumable_state(out, cfg, procs) if resume else None
-    run = build_run(cfg, out, procs, init, resuming=state is not None)
-    run.sampler, run.val_crops = load_data(cfg, data, procs)
-    run.stage.prepare(run.sampler, [run.generator, *([run.ema.module] if run.ema is not None else [])])
-    if state is not None:
-        restore(run, state)
-    del state
-    run.g_run, run.d_run = runnable(run)
-    validating = procs.main and run.val_crops is not None
-    if procs.main:
-        run.log = open_log(run, resumed=resume)
-    if validating and run.step == 0:
-        evaluate(run, 0)  # the untrained (or --init) start, so the curve shows what training gained
+    with held_run_folder(out, procs.main):
+        if procs.main:
+            for stale in remove_abandoned_temps(out):  # a partial checkpoint or export of a killed run
+                warnings.warn(f"removed {stale}: a temporary file an interrupted run left", stacklevel=2)
+        if t.precision == "fp16" and procs.device.type != "cuda":
+            raise ConfigError("train.precision fp16 needs a CUDA GPU; use bf16 or fp32 here")
+        state = resumable_state(out, cfg, procs) if resume else None
+        run = build_run(cfg, out, procs, init, resuming=state is not None)
+        run.sampler, run.val_crops = load_data(cfg, data, procs)
+        run.stage.prepare(run.sampler, [run.generator, *([run.ema.module] if run.ema is not None else [])])
+        if state is not None:
+            restore(run, state)
+        del state
+        run.g_run, run.d_run = runnable(run)
+        validating = procs.main and run.val_crops is not None
+        if procs.main:
+            run.log = open_log(run, resumed=resume)
+        if validating and run.step == 0:
+            evaluate(run, 0)  # the untrained (or --init) start, so the curve shows what training gained
 
-    bar = tqdm(
-        total=t.steps,
-        initial=run.step,
-        unit="step",
-        disable=not (progress and procs.main),
-        dynamic_ncols=True,
-    )
-    meter = LossMeter(cfg.data.batch_size * procs.world)
-    deadline = started + max_minutes * 60 if max_minutes is not None else None
-    run.generator.train()
-    while run.step < t.steps:
-        lr, terms = train_step(run)
-        run.step += 1
-        meter.add(terms)
-        bar.update(1)
-        out_of_time = procs.any(deadline is not None and time.monotonic() > deadline)
-        last = run.step == t.steps or out_of_time
-        if procs.main and (run.step % t.log_every == 0 or last):
-            row = meter.row()
-            run.log.loss(run.step, {"lr": lr, **row})
-            bar.set_postfix(loss=f"{row['total']:.4f}", img_s=f"{row['img_per_s']:.1f}")
-        if validating and (run.step % t.val_every == 0 or last):
-            evaluate(run, run.step)
-        if run.step % t.ckpt_every == 0 or last:
-            checkpoint(run, run.step)
-        if out_of_time:
-            break
-    bar.close()
+        bar = tqdm(
+            total=t.steps,
+            initial=run.step,
+            unit="step",
+            disable=not (progress and procs.main),
+            dynamic_ncols=True,
+        )
+        meter = LossMeter(cfg.data.batch_size * procs.world)
+        deadline = started + max_minutes * 60 if max_minutes is not None else None
+        run.generator.train()
+        while run.step < t.steps:
+            lr, terms = train_step(run)
+            run.step += 1
+            meter.add(terms)
+            bar.update(1)
+            out_of_time = procs.any(deadline is not None and time.monotonic() > deadline)
+            last = run.step == t.steps or out_of_time
+            if procs.main and (run.step % t.log_every == 0 or last):
+                row = meter.row()
+                run.log.loss(run.step, {"lr": lr, **row})
+                bar.set_postfix(loss=f"{row['total']:.4f}", img_s=f"{row['img_per_s']:.1f}")
+            if validating and (run.step % t.val_every == 0 or last):
+                evaluate(run, run.step)
+            if run.step % t.ckpt_every == 0 or last:
+                checkpoint(run, run.step)
+            if out_of_time:
+                break
+        bar.close()
 
-    final = out / FINAL
-    if procs.main:
-        export(run, final, f"{run.step} of {t.steps} steps")
-        run.log.curves()
-        run.log.close()
-        elapsed = time.monotonic() - started
-        print(f"{cfg.stage}: {run.step} steps in {elapsed / 60:.1f} min; exported {final}", file=sys.stderr)
-    distributed.stop(procs)
-    return final
+        final = out / FINAL
+        if procs.main:
+            export(run, final, f"{run.step} of {t.steps} steps")
+            run.log.curves()
+            run.log.close()
+            elapsed = time.monotonic() - started
+            print(
+                f"{cfg.stage}: {run.step} steps in {elapsed / 60:.1f} min; exported {final}", file=sys.stderr
+            )
+        distributed.stop(procs)
+        return final

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 from timm.utils.model_ema import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -24,7 +25,7 @@ from cascade.training.checkpoint import NAME as CHECKPOINT
 from cascade.training.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from cascade.training.config import OptimConfig, TrainConfig, save_config
 from cascade.training.data import CropSampler, center_crops, image_weights, load_images, split
-from cascade.training.runlog import BEST, FINAL, PRETRAINED, VALIDATED, RunLog
+from cascade.training.runlog import BEST, FINAL, LOCK, PRETRAINED, VALIDATED, RunLog
 from cascade.training.stages import TRAINING_STAGES, ColorStage, SRStage
 from cascade.weights import load_pipeline, save_pipeline
 
@@ -157,6 +158,28 @@ class Run:
     def shown(self) -> nn.Module:
         """The generator that is validated and exported: the EMA's when there is one."""
         return self.ema.module if self.ema is not None else self.generator
+
+
+@contextlib.contextmanager
+def held_run_folder(out: Path, main: bool):
+    """Hold ``out`` while this process trains into it (the first process of a torchrun job), so that a second
+    ``cascade train`` on the same folder, e.g. a ``--resume`` while the run is still going, is refused instead of
+    overwriting its checkpoints and logs. The operating system lets go when the process ends, however it ends."""
+    if not main:
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(out / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(
+            f"{out}: another process is training into this run folder; wait for it to end, or choose another --out"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def resumable_state(out: Path, cfg: TrainConfig, procs: distributed.Processes) -> dict[str, Any]:

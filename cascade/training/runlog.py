@@ -15,6 +15,7 @@ LOSS_CSV, VAL_CSV, CURVE_PNG, SAMPLES = "loss.csv", "val.csv", "loss.png", "samp
 FINAL, BEST = "pipeline", "best"  # the exported pipeline folders: the last weights, the best validated
 VALIDATED = "validated"  # with train.keep_validated, a pipeline folder per validation step
 PRETRAINED = "pretrained"  # ImageNet weights converted for timm
+LOCK = "train.lock"  # held by the process training into the folder
 
 
 class RunLog:
