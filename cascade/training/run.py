@@ -169,17 +169,14 @@ def held_run_folder(out: Path, main: bool):
         yield
         return
     out.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(out / LOCK, timeout=0)
     try:
-        lock.acquire()
+        held = FileLock(out / LOCK, timeout=0).acquire()
     except Timeout:
         raise ConfigError(
             f"{out}: another process is training into this run folder; wait for it to end, or choose another --out"
         ) from None
-    try:
+    with held:  # released on the way out, whatever the way
         yield
-    finally:
-        lock.release()
 
 
 def resumable_state(out: Path, cfg: TrainConfig, procs: distributed.Processes) -> dict[str, Any]:
