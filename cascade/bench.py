@@ -53,16 +53,22 @@ def _rates(m: dict[str, Any], n: int, out_pixels: int, flops: float) -> dict[str
 # --- the paths compared -------------------------------------------------------------------------------------------
 
 
-def naive_restore(
-    src: Path, dst: Path, sr: nn.Module, color: nn.Module, scale: int, render_size: int | None, flip: bool
-) -> None:
-    """One image from file to file in fp32 with whole-image forward passes: the baseline, doing the
-    Pipeline's work (``flip``: the colorizer's mirror averaging too)."""
+def naive_restore(src: Path, dst: Path, sr: nn.Module, color: nn.Module, pipe: Pipeline) -> None:
+    """One image from file to file in fp32 with whole-image forward passes of ``sr`` and ``color``: the
+    baseline, doing ``pipe``'s work (its scale and render size, the colorizer's mirror averaging and levels)."""
     device = next(sr.parameters()).device
     x = torch.from_numpy(read_gray(src).luma)[None, None].to(device)  # (1, 1, h, w)
     with torch.no_grad():
-        big = upscale(x, sr, scale, tile=None, device=device)  # (1, 1, H, W)
-        ab = predict_chroma(big, color, render_size=render_size, tile=None, device=device, flip=flip)
+        big = upscale(x, sr, pipe.scale, tile=None, device=device)  # (1, 1, H, W)
+        ab = predict_chroma(
+            big,
+            color,
+            render_size=pipe.render_size,
+            tile=None,
+            device=device,
+            flip=pipe.color_flip,
+            levels=pipe.color_levels,
+        )
         rgb = join_chroma(big, ab)[0].cpu().numpy()  # (H, W, 3) uint8
     Image.fromarray(rgb).save(dst)
 
@@ -111,7 +117,7 @@ def bench_size(
 
     def run_naive() -> None:
         for f in files:
-            naive_restore(f, naive_out / f.name, sr, color, pipe.scale, pipe.render_size, pipe.color_flip)
+            naive_restore(f, naive_out / f.name, sr, color, pipe)
 
     def run_pipeline() -> None:
         pipe.restore(grays)
@@ -122,9 +128,7 @@ def bench_size(
             raise RuntimeError(f"cascade run failed on the benchmark images: {report.failed[0]}")
 
     model = network_flops(
-        lambda: naive_restore(
-            files[0], naive_out / "flops.png", sr, color, pipe.scale, pipe.render_size, pipe.color_flip
-        ),
+        lambda: naive_restore(files[0], naive_out / "flops.png", sr, color, pipe),
         sr,
         color,
     )
@@ -223,6 +227,7 @@ def run_benchmark(
             "batch_size": pipe.batch_size,
             "render_size": pipe.render_size,
             "color_flip": pipe.color_flip,
+            "color_levels": pipe.color_levels,
             "images": images,
             "repeats": repeats,
         },

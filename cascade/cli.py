@@ -100,6 +100,7 @@ def run(
     render_size: int | None,
     saturation: float | None,
     color_flip: bool | None,
+    color_levels: bool | None,
     batch_size: int | None,
     ensemble: bool,
     recursive: bool,
@@ -122,7 +123,7 @@ def run(
     from cascade.pipeline import NoBundledWeights, Pipeline  # torch loads here, not for --help
 
     settings = pipeline_settings(
-        device, dtype, tile, batch_size, render_size, saturation, ensemble, color_flip
+        device, dtype, tile, batch_size, render_size, saturation, ensemble, color_flip, color_levels
     )
     settings["max_pixels"] = int(max_megapixels * 1e6)
     try:

@@ -93,7 +93,17 @@ def eval_cascade(scale: int, **common) -> None:
 def _evaluate(mode: str, common: dict, **options) -> None:
     from cascade.evaluation import evaluate, save_report
 
-    keys = ("device", "dtype", "tile", "batch_size", "render_size", "saturation", "ensemble", "color_flip")
+    keys = (
+        "device",
+        "dtype",
+        "tile",
+        "batch_size",
+        "render_size",
+        "saturation",
+        "ensemble",
+        "color_flip",
+        "color_levels",
+    )
     settings = pipeline_settings(**{k: common[k] for k in keys if k in common})
     try:
         report = evaluate(

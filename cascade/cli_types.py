@@ -8,7 +8,7 @@ import sys
 import click
 from tqdm import tqdm
 
-from cascade.defaults import COLOR_FLIP, DTYPE_NAMES, TILE
+from cascade.defaults import COLOR_FLIP, COLOR_LEVELS, DTYPE_NAMES, TILE
 from cascade.imageio import DEFAULT_MAX_PIXELS
 
 
@@ -85,6 +85,13 @@ COLOR_OPTIONS = stack_options(
         help="Average the colorizer's prediction with its prediction for the mirror image (twice the colorizer's "
         f"work, a little closer to the truth) [default: {'on' if COLOR_FLIP else 'off'}].",
     ),
+    click.option(
+        "--color-levels/--no-color-levels",
+        default=None,
+        help="Show the colorizer each photo with its darkest and brightest 0.1% stretched to black and white (a "
+        "faded print gets the colours of its unfaded self; the output keeps the photo's own tones) "
+        f"[default: {'on' if COLOR_LEVELS else 'off'}].",
+    ),
 )
 
 
@@ -97,6 +104,7 @@ def pipeline_settings(
     saturation: float | None = None,
     ensemble: bool = False,
     color_flip: bool | None = None,
+    color_levels: bool | None = None,
 ) -> dict:
     """``Pipeline`` keyword arguments from the shared options; colour options left unset keep the pipeline's."""
     settings = {"device": device, "dtype": dtype, "tile": tile or None, "batch_size": batch_size}
@@ -108,6 +116,8 @@ def pipeline_settings(
         settings["ensemble"] = True
     if color_flip is not None:
         settings["color_flip"] = color_flip
+    if color_levels is not None:
+        settings["color_levels"] = color_levels
     return settings
 
 

@@ -8,12 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cascade.defaults import COLOR_TILE, RENDER_SIZE, TILE, TILE_OVERLAP
+from cascade.defaults import COLOR_TILE, LEVELS_CLIP, LEVELS_MAX_GAIN, RENDER_SIZE, TILE, TILE_OVERLAP
 from cascade.tiling import tiled_apply
 from color.lab import AB_SCALE, L_SCALE, L_SHIFT, gray_to_lightness, lab_to_rgb
 
 CPU = torch.device("cpu")
 JOIN_ROWS = 256  # full-resolution rows converted Lab -> RGB at a time, to bound memory on huge outputs
+LEVELS_BINS = 1024  # histogram bins the levels' percentiles are read from (any image size, one pass)
 
 
 def _runner(model: nn.Module, device: torch.device, dtype: torch.dtype):
@@ -65,6 +66,22 @@ def render_shape(h: int, w: int, render_size: int | None) -> tuple[int, int]:
     return max(1, round(h * f)), max(1, round(w * f))
 
 
+def stretch_levels(
+    gray: torch.Tensor, clip: float = LEVELS_CLIP, max_gain: float = LEVELS_MAX_GAIN
+) -> torch.Tensor:
+    """(B, 1, H, W) gray in [0, 1] with each image's darkest and brightest ``clip`` fraction of pixels mapped to
+    0 and 1, linearly; its contrast is raised at most ``max_gain`` times, about its middle gray (a flat image's
+    noise stays noise)."""
+    out = torch.empty_like(gray)
+    for i, x in enumerate(gray):
+        counts = torch.histc(x.float(), bins=LEVELS_BINS, min=0, max=1)
+        cdf = counts.cumsum(0) / counts.sum()
+        lo, hi = torch.searchsorted(cdf, cdf.new_tensor([clip, 1 - clip])).clamp(max=LEVELS_BINS - 1).tolist()
+        mid, span = (lo + hi) / 2 / (LEVELS_BINS - 1), max((hi - lo) / (LEVELS_BINS - 1), 1 / max_gain)
+        out[i] = ((x - mid) / span + 0.5).clamp_(0, 1)
+    return out
+
+
 def predict_chroma(
     gray: torch.Tensor,
     model: nn.Module,
@@ -75,14 +92,17 @@ def predict_chroma(
     device: torch.device = CPU,
     dtype: torch.dtype = torch.float32,
     flip: bool = False,
+    levels: bool = False,
 ) -> torch.Tensor:
     """(B, 1, H, W) gray in [0, 1] -> (B, 2, h, w) ab (Lab units) at the render size. ``flip`` averages the
     prediction with that for the mirror image, mirrored back (a colorizer's guess at an object's colour should
-    not depend on which way it faces): twice the work."""
+    not depend on which way it faces): twice the work. ``levels`` shows the colorizer each image through
+    ``stretch_levels`` (a faded print as it was before it faded)."""
     h, w = render_shape(*gray.shape[-2:], render_size)
     if (h, w) != tuple(gray.shape[-2:]):
         gray = F.interpolate(gray, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-    L_norm = gray_to_lightness(gray.clamp(0, 1)) / L_SCALE - L_SHIFT
+    gray = stretch_levels(gray.clamp(0, 1)) if levels else gray.clamp(0, 1)
+    L_norm = gray_to_lightness(gray) / L_SCALE - L_SHIFT
     multiple = getattr(model, "size_multiple", 1)
     if tile is not None:
         tile = max(multiple, tile // multiple * multiple)

@@ -18,6 +18,7 @@ from cascade.defaults import (
     BUNDLED_COLOR_MODELS,
     BUNDLED_SR_MODELS,
     COLOR_FLIP,
+    COLOR_LEVELS,
     COLOR_MODEL_NAMES,
     DEFAULT_COLOR_MODEL,
     DEFAULT_SR_MODEL,
@@ -106,6 +107,9 @@ class Pipeline:
         ensemble: SR self-ensemble: the mean over the 8 flips and rotations (8x slower, a little sharper).
         color_flip: average the colorizer's a*b* with its prediction for the mirror image (twice the
             colorizer's work; a little closer to the truth).
+        color_levels: show the colorizer each photo with its darkest and brightest 0.1% stretched to black and
+            white (``cascade.inference.stretch_levels``): a faded print gets the colours of its unfaded self; the
+            output keeps the photo's own tones.
         batch_size: images (or tiles) per forward pass; default 1 on the CPU, 8 on a GPU.
         trained: whether the weights were trained (False marks test or freshly initialised weights).
     """
@@ -123,6 +127,7 @@ class Pipeline:
         saturation: float = SATURATION,
         ensemble: bool = False,
         color_flip: bool = COLOR_FLIP,
+        color_levels: bool = COLOR_LEVELS,
         batch_size: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         trained: bool = True,
@@ -157,6 +162,7 @@ class Pipeline:
         self.saturation = float(saturation)
         self.ensemble = bool(ensemble)
         self.color_flip = bool(color_flip)
+        self.color_levels = bool(color_levels)
         self.batch_size = batch_size or (1 if self.device.type == "cpu" else 8)
         self.max_pixels = max_pixels
         self.trained = trained
@@ -320,6 +326,7 @@ class Pipeline:
                 device=self.device,
                 dtype=self.dtype,
                 flip=self.color_flip,
+                levels=self.color_levels,
             )
             return join_chroma(x, ab * self.saturation)
 

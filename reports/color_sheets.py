@@ -72,16 +72,30 @@ def main() -> None:
     parser.add_argument(
         "--old", type=Path, help="A folder of gray photographs, e.g. ../shared/data/bench/OldPhotos12"
     )
+    parser.add_argument(
+        "--without-levels",
+        action="store_true",
+        help="Each model a second time as it colours without --color-levels (the photo's own levels)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     colorizers = {}
     for item in args.model:
         name, _, folder = item.partition("=")
         colorizers[name] = Pipeline.from_pretrained(folder, only="color", device="cpu")
+        if args.without_levels:
+            colorizers[f"{name}, levels off"] = Pipeline.from_pretrained(
+                folder, only="color", device="cpu", color_levels=False
+            )
     sr = Pipeline.from_pretrained(only="sr", device="cpu").sr
     cascades = {
         f"SR + {name}": Pipeline(
-            sr, pipe.color, render_size=pipe.render_size, saturation=pipe.saturation, device="cpu"
+            sr,
+            pipe.color,
+            render_size=pipe.render_size,
+            saturation=pipe.saturation,
+            color_levels=pipe.color_levels,
+            device="cpu",
         )
         for name, pipe in colorizers.items()
     }

@@ -161,13 +161,13 @@ def test_eval_color_lightness_protocol_keeps_the_ground_truths_lightness(tiny_we
     for protocol in ("luma", "lightness"):
         result = invoke(
             "eval", "color", "--data", data, "--weights", tiny_weights, "--size", "64", "--gray-from", protocol,
-            "--saturation", "0.5", "--no-color-flip", "--json", tmp_path / f"{protocol}.json",
+            "--saturation", "0.5", "--no-color-flip", "--no-color-levels", "--json", tmp_path / f"{protocol}.json",
             "--save-images", tmp_path / protocol,
         )  # fmt: skip
         assert result.exit_code == 0, result.output
         report = load(tmp_path / f"{protocol}.json")
         assert report["settings"]["gray_from"] == protocol and report["settings"]["saturation"] == 0.5
-        assert report["settings"]["color_flip"] is False
+        assert report["settings"]["color_flip"] is False and report["settings"]["color_levels"] is False
         scores[protocol] = report["mean"]["gray"]["psnr"]
     assert scores["luma"] != scores["lightness"]  # BT.601 luma is not CIE lightness on colored pixels
     gt = np.asarray(Image.open(data / "img0.png").convert("RGB").resize((64, 64), Image.Resampling.BICUBIC))

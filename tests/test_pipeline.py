@@ -257,6 +257,29 @@ def test_saturation_scales_the_colors_and_is_saved(tiny_pipe, tmp_path):
         Pipeline(tiny_sr(), None, saturation=-1)
 
 
+def test_color_levels_show_the_colorizer_a_faded_photo_as_it_was():
+    from cascade.inference import predict_chroma, stretch_levels
+
+    color = tiny_color().eval()
+    gray = torch.from_numpy(np.asarray(photo((64, 48)), dtype=np.float32) / 255)[None, None]
+    gray = (gray - gray.min()) / (gray.max() - gray.min())  # black to white
+    faded = 0.25 + 0.5 * gray  # lifted blacks, dull whites
+    clean = predict_chroma(gray, color, render_size=None, levels=True)  # a*b* in Lab units
+    assert (predict_chroma(faded, color, render_size=None, levels=True) - clean).abs().max() < 0.5
+    assert (predict_chroma(faded, color, render_size=None) - clean).abs().max() > 2
+    # a photo already black to white is left nearly as it is; a flat one is not blown up into noise
+    assert (stretch_levels(gray) - gray).abs().max() < 0.02
+    flat = 0.5 + 0.01 * torch.randn(1, 1, 32, 32)
+    assert (stretch_levels(flat) - 0.5).abs().max() < 4.5 * (flat - 0.5).abs().max()
+    # on by default; the output keeps the faded photo's own tones either way
+    assert Pipeline(None, color, device="cpu").color_levels
+    faded8 = (faded[0, 0].numpy() * 255).round().astype(np.uint8)
+    for levels in (True, False):
+        out = np.asarray(Pipeline(None, color, device="cpu", render_size=None, color_levels=levels)(faded8))
+        lum = out.astype(np.float32) @ [0.299, 0.587, 0.114]
+        assert np.abs(lum - faded8).mean() < 2
+
+
 def test_color_flip_averages_the_prediction_with_the_mirror_images():
     from cascade.inference import predict_chroma
 

@@ -113,6 +113,7 @@ def _settings(pipe: Pipeline | None, **values) -> dict[str, Any]:
             saturation=pipe.saturation,
             ensemble=pipe.ensemble,
             color_flip=pipe.color_flip,
+            color_levels=pipe.color_levels,
         )
     return values
 
