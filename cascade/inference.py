@@ -4,6 +4,8 @@ keeps state."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,7 +16,6 @@ from color.lab import AB_SCALE, L_SCALE, L_SHIFT, gray_to_lightness, lab_to_rgb
 
 CPU = torch.device("cpu")
 JOIN_ROWS = 256  # full-resolution rows converted Lab -> RGB at a time, to bound memory on huge outputs
-LEVELS_BINS = 1024  # histogram bins the levels' percentiles are read from (any image size, one pass)
 
 
 def _runner(model: nn.Module, device: torch.device, dtype: torch.dtype):
@@ -71,15 +72,13 @@ def stretch_levels(
 ) -> torch.Tensor:
     """(B, 1, H, W) gray in [0, 1] with each image's darkest and brightest ``clip`` fraction of pixels mapped to
     0 and 1, linearly; its contrast is raised at most ``max_gain`` times, about its middle gray (a flat image's
-    noise stays noise)."""
-    out = torch.empty_like(gray)
-    for i, x in enumerate(gray):
-        counts = torch.histc(x.float(), bins=LEVELS_BINS, min=0, max=1)
-        cdf = counts.cumsum(0) / counts.sum()
-        lo, hi = torch.searchsorted(cdf, cdf.new_tensor([clip, 1 - clip])).clamp(max=LEVELS_BINS - 1).tolist()
-        mid, span = (lo + hi) / 2 / (LEVELS_BINS - 1), max((hi - lo) / (LEVELS_BINS - 1), 1 / max_gain)
-        out[i] = ((x - mid) / span + 0.5).clamp_(0, 1)
-    return out
+    noise stays noise). The whole batch at once, on its own device."""
+    flat = gray.flatten(1)
+    n = flat.shape[1]
+    lo = flat.kthvalue(max(1, math.ceil(clip * n)), dim=1).values
+    hi = flat.kthvalue(max(1, math.ceil((1 - clip) * n)), dim=1).values
+    mid, span = (lo + hi) / 2, (hi - lo).clamp(min=1 / max_gain)
+    return ((gray - mid[:, None, None, None]) / span[:, None, None, None] + 0.5).clamp_(0, 1)
 
 
 def predict_chroma(
