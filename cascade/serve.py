@@ -102,7 +102,11 @@ class Restorer:
         self.folder = Path(tempfile.mkdtemp(prefix="cascade-serve-"))  # 0700: this user's only
         default = Pipeline.from_pretrained(weights, device=device, max_pixels=self.max_pixels)
         self.pipes = {(self.sr_models()[0], self.color_models()[0]): default}
-        self.defaults = {"render_size": default.render_size, "saturation": default.saturation}
+        self.defaults = {
+            "render_size": default.render_size,
+            "saturation": default.saturation,
+            "color_levels": default.color_levels,
+        }
         self.jobs: dict[str, Job] = {}
         self.order: list[str] = []  # queued ids, oldest first
         self.lock = threading.Lock()
@@ -165,6 +169,9 @@ class Restorer:
             raise ValueError("saturation must be a number and render_size a whole number or 'full'") from None
         if not (math.isfinite(saturation) and 0 <= saturation <= 4):
             raise ValueError("saturation must be from 0 to 4")
+        levels = query.get("color_levels", "")
+        if levels not in ("", "0", "1"):
+            raise ValueError("color_levels must be 0 or 1")
         if render_size == 0:
             render_size = self.defaults["render_size"]
         elif render_size is not None and render_size not in RENDER_SIZES:
@@ -175,6 +182,7 @@ class Restorer:
             "mode": mode,
             "saturation": saturation,
             "render_size": render_size,
+            "color_levels": levels == "1" if levels else self.defaults["color_levels"],
         }
 
     # --- jobs ------------------------------------------------------------------------------------------------------
@@ -260,6 +268,7 @@ class Restorer:
             pipe = pipe.only(settings["mode"])
         view = copy.copy(pipe)
         view.saturation, view.render_size = settings["saturation"], settings["render_size"]
+        view.color_levels = settings["color_levels"]
         return view
 
     def _forget_old(self) -> None:

@@ -120,6 +120,22 @@ def test_a_color_photo_gets_its_note_and_settings_apply(server):
     assert out.shape == (96, 128, 3) and (out[..., 0] == out[..., 2]).all()  # SR only: gray out
 
 
+def test_the_levels_setting_reaches_the_colorizer(server):
+    """A faded photo (tones 90-170 of 255) colored with and without its levels stretched: the a*b* differ, the
+    tones do not (the output keeps the photo's own)."""
+    ramp = np.linspace(90, 170, 40 * 48).reshape(40, 48).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, "PNG")
+    outs = {}
+    for levels in ("0", "1"):
+        job = wait(server, submit(server, buf.getvalue(), mode="color", color_levels=levels).json()["id"])
+        assert job["status"] == "done", job
+        result = httpx.get(f"{server}api/jobs/{job['id']}/result").content
+        outs[levels] = np.asarray(Image.open(io.BytesIO(result)).convert("LAB"), np.float32)
+    assert np.abs(outs["0"][..., 0] - outs["1"][..., 0]).max() <= 2
+    assert np.abs(outs["0"][..., 1:] - outs["1"][..., 1:]).mean() > 0.5
+
+
 @pytest.mark.parametrize(
     "data, query, status, message",
     [
@@ -128,6 +144,7 @@ def test_a_color_photo_gets_its_note_and_settings_apply(server):
         (b"png", {"saturation": "nan"}, 400, "saturation must be from 0 to 4"),
         (b"png", {"mode": "both; rm -rf"}, 400, "unknown mode"),
         (b"png", {"render_size": "7"}, 400, "render_size must be one of"),
+        (b"png", {"color_levels": "yes"}, 400, "color_levels must be 0 or 1"),
         (b"png", {"sr_model": "../../etc/passwd"}, 400, "unknown SR model"),
         (b"png", {"color_model": "vivid"}, 400, "unknown color model 'vivid'; choose one of pipeline"),
     ],
@@ -156,6 +173,7 @@ def test_the_page_in_a_real_browser(server, tmp_path):
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(server)
         page.wait_for_function("document.getElementById('sr_model').options.length > 0")
+        assert page.is_checked("#color_levels")  # the pipeline's default, as `cascade run`'s
         page.set_input_files("#files", [str(EXAMPLE), str(ROOT / "examples" / "camera.png")])
         page.wait_for_function(
             "document.querySelectorAll('.compare img.after').length === 2", timeout=120_000
