@@ -76,7 +76,8 @@ class RunLog:
                 ax.plot(*zip(*pts), marker="." if data is vals else None)
             ax.set_title(("val " if data is vals else "") + key)
             ax.set_xlabel("step")
-            ax.locator_params(axis="x", nbins=5)  # five-digit steps overlap at matplotlib's default of ~9 ticks
+            # five ticks: five-digit steps overlap at matplotlib's default of about nine
+            ax.locator_params(axis="x", nbins=5)
             ax.grid(alpha=0.3)
         for ax in list(axes.flat)[len(panels) :]:
             ax.axis("off")
