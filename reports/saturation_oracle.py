@@ -1,5 +1,5 @@
-"""How much colour a per-photo saturation factor could buy, and whether the colorizer's own uncertainty tells
-which factor a photo wants.
+"""How much colour a per-photo saturation factor could buy, and whether anything short of the truth tells which
+factor a photo wants.
 
 For every photo (256x256, luma protocol, mirror-averaged, levels stretched, as ``cascade eval color`` scores
 the bundled colorizer) the predicted a*b* is scored at factors 0 to 3: PSNR on RGB and colourfulness. Then:
@@ -10,41 +10,71 @@ the bundled colorizer) the predicted a*b* is scored at factors 0 to 3: PSNR on R
 - the colorizer's **uncertainty** about a photo (its mirror passes, two other render sizes, dropout left on over
   its encoder's features: each disagreement relative to the colour predicted) correlated with s*, and a factor
   ``c * exp(w . z)`` of those features fitted on the held-out photos and scored on the benchmarks against one
-  factor at the same colourfulness.
+  factor at the same colourfulness;
+- with ``--train-on``, the photo's **content**: a ridge regression of the truth's mean chroma on the frozen
+  encoder's pooled features, fitted on training photos, and the same kind of factor from its prediction.
 
     python reports/saturation_oracle.py --fit-on ~/data/holdout_in600 ~/data/holdout_imagenet \\
         ~/data/holdout_scenes --score-on ../shared/data/bench/ImageNet100 ../shared/data/bench/Kodak24 \\
-        --out eval/results/color_saturation_oracle.json
+        --train-on ~/data/color_train --out eval/results/color_saturation_oracle.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import minimize
-from scipy.stats import spearmanr
+from scipy.stats import pearsonr, spearmanr
 from torch import nn
 
 from cascade.evaluation import metrics
 from cascade.evaluation.protocol import list_images, luma, read_rgb, resize_square, stored_8bit
 from cascade.imageio import is_gray
-from cascade.inference import join_chroma, predict_chroma
+from cascade.inference import join_chroma, predict_chroma, stretch_levels
 from cascade.pipeline import Pipeline
+from color.lab import L_SCALE, L_SHIFT, gray_to_lightness, rgb_to_lab_np
 
 FACTORS = np.round(np.arange(0, 3.001, 0.05), 2)
 DROPOUT = 0.1  # the bundled recipe's channel dropout on the encoder's features, left on for the MC passes
 MC_PASSES = 4
-FEATURES = ("flip", "render128", "render224", "dropout", "chroma")
+UNCERTAINTY = ("flip", "render128", "render224", "dropout", "chroma")
+CONTENT_SIZE = 160  # the bundled render size: the encoder sees the photo as the colorizer does
+PER_FAMILY = 600  # training photos of each source family for the content regression
 LAMBDAS = (0.0, 0.03, 0.06, 0.1)
+RIDGE_ALPHAS = (1, 10, 100, 1000, 3000, 10000)
+
+Rows = list[dict]
 
 
-def photo_rows(folder: Path, pipe: Pipeline) -> list[dict]:
-    """Per photo: PSNR and CF at each factor, and the uncertainty features."""
+def gray_of(path: Path) -> tuple[np.ndarray, torch.Tensor] | None:
+    """The photo as the benchmark shows it (256x256 uint8 RGB) and its gray input; None for a gray photo."""
+    gt = resize_square(read_rgb(path), 256)
+    return None if is_gray(gt) else (gt, torch.from_numpy(stored_8bit(luma(gt)))[None, None])
+
+
+def truth_chroma(gt: np.ndarray) -> float:
+    """Mean a*b* magnitude of the ground truth."""
+    lab = rgb_to_lab_np(gt)
+    return float(np.hypot(lab[..., 1], lab[..., 2]).mean())
+
+
+def content(model: nn.Module, gray: torch.Tensor) -> list[float]:
+    """The frozen encoder's features of the photo, pooled: each level's channel means, the last two's spreads."""
+    g = F.interpolate(gray, size=(CONTENT_SIZE,) * 2, mode="bilinear", antialias=True, align_corners=False)
+    x = gray_to_lightness(stretch_levels(g.clamp(0, 1))) / L_SCALE - L_SHIFT
+    feats = model.encoder(((x + 1) / 2 - model.in_mean) / model.in_std)
+    return torch.cat([f.mean((2, 3))[0] for f in feats] + [f.std((2, 3))[0] for f in feats[-2:]]).tolist()
+
+
+def photo_rows(folder: Path, pipe: Pipeline) -> Rows:
+    """Per photo: PSNR and CF at each factor, the uncertainty features, its content and its truth's chroma."""
     model = pipe.color
     model.dropout = nn.Dropout2d(DROPOUT).eval()  # Identity in the exported model: a module to switch on
 
@@ -58,10 +88,9 @@ def photo_rows(folder: Path, pipe: Pipeline) -> list[dict]:
 
     rows = []
     for path in list_images(folder):
-        gt = resize_square(read_rgb(path), 256)
-        if is_gray(gt):
+        if (photo := gray_of(path)) is None:
             continue
-        gray = torch.from_numpy(stored_8bit(luma(gt)))[None, None]
+        gt, gray = photo
         with torch.inference_mode():
             one, mirrored = chroma(gray), chroma(gray.flip(-1)).flip(-1)
             ab = (one + mirrored) / 2  # what flip=True gives
@@ -69,7 +98,7 @@ def photo_rows(folder: Path, pipe: Pipeline) -> list[dict]:
             model.dropout.train()
             passes = torch.stack([chroma(gray, flip=True) for _ in range(MC_PASSES)])
             model.dropout.eval()
-            features = {
+            uncertainty = {
                 "chroma": size,
                 "flip": (one - mirrored).norm(dim=1).mean().item() / size,
                 "render128": spread(chroma(gray, render_size=128, flip=True), ab) / size,
@@ -77,15 +106,77 @@ def photo_rows(folder: Path, pipe: Pipeline) -> list[dict]:
                 "dropout": (passes - passes.mean(0)).norm(dim=2).mean().item() / size,
             }
             outs = [join_chroma(gray, ab * float(s))[0].numpy() for s in FACTORS]
+            pooled = content(model, gray)
         rows.append(
             {
                 "name": path.stem,
                 "psnr": [metrics.psnr_rgb(o, gt) for o in outs],
                 "cf": [metrics.colorfulness(o) for o in outs],
-                **features,
+                "content": pooled,
+                "truth_chroma": truth_chroma(gt),
+                **uncertainty,
             }
         )
     return rows
+
+
+def training_rows(folder: Path, pipe: Pipeline) -> Rows:
+    """Content and truth chroma of up to PER_FAMILY training photos of each family (``FAMILY__name`` files)."""
+    families: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        families.setdefault(path.name.split("__")[0], []).append(path)
+    rng, rows = random.Random(0), []
+    for paths in families.values():
+        for path in paths if len(paths) <= PER_FAMILY else rng.sample(paths, PER_FAMILY):
+            if (photo := gray_of(path)) is None:
+                continue
+            with torch.inference_mode():
+                rows.append(
+                    {"content": content(pipe.color, photo[1]), "truth_chroma": truth_chroma(photo[0])}
+                )
+    return rows
+
+
+def fit_ridge(rows: Rows) -> tuple[Callable[[Rows], np.ndarray], dict]:
+    """Ridge regression of log(1 + truth chroma) on the pooled content, its strength by 5-fold CV."""
+    X = np.array([r["content"] for r in rows])
+    y = np.log1p([r["truth_chroma"] for r in rows])
+    mean, std = X.mean(0), X.std(0) + 1e-6
+    Z = (X - mean) / std
+
+    def solve(Z: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+        return np.linalg.solve(Z.T @ Z + alpha * np.eye(Z.shape[1]), Z.T @ (y - y.mean()))
+
+    folds = np.array_split(np.random.default_rng(0).permutation(len(y)), 5)
+    cv = {}
+    for alpha in RIDGE_ALPHAS:
+        errors = []
+        for fold in folds:
+            train = np.setdiff1d(np.arange(len(y)), fold)
+            w = solve(Z[train], y[train], alpha)
+            errors.append(((Z[fold] @ w + y[train].mean() - y[fold]) ** 2).mean())
+        cv[alpha] = float(np.mean(errors))
+    alpha = min(cv, key=cv.get)
+    w, offset = solve(Z, y, alpha), y.mean()
+
+    def predict(rows: Rows) -> np.ndarray:
+        return (np.array([r["content"] for r in rows]) - mean) / std @ w + offset
+
+    return predict, {"photos": len(y), "alpha": alpha, "cv_mse": cv[alpha], "variance": float(y.var())}
+
+
+def uncertainty_features(rows: Rows) -> np.ndarray:
+    return np.log(np.array([[max(r[k], 1e-4) for k in UNCERTAINTY] for r in rows]))
+
+
+def content_features(predict: Callable[[Rows], np.ndarray]) -> Callable[[Rows], np.ndarray]:
+    """The predicted truth chroma against the colour the colorizer predicts (both as logs), and the latter."""
+
+    def features(rows: Rows) -> np.ndarray:
+        own = np.log([r["chroma"] for r in rows])
+        return np.column_stack([predict(rows) - own, own])
+
+    return features
 
 
 def at(table: np.ndarray, factors: np.ndarray) -> np.ndarray:
@@ -98,11 +189,9 @@ def at(table: np.ndarray, factors: np.ndarray) -> np.ndarray:
     return table[r, i] * (1 - t) + table[r, i + 1] * t
 
 
-def arrays(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    psnr = np.array([r["psnr"] for r in rows])
-    cf = np.array([r["cf"] for r in rows])
-    feats = np.log(np.array([[max(r[k], 1e-4) for k in FEATURES] for r in rows]))
-    return psnr, cf, feats
+def scores(rows: Rows) -> tuple[np.ndarray, np.ndarray]:
+    """(photos, factors) PSNR and CF."""
+    return np.array([r["psnr"] for r in rows]), np.array([r["cf"] for r in rows])
 
 
 def one_factor_at(psnr: np.ndarray, cf: np.ndarray, target_cf: float) -> float:
@@ -137,17 +226,18 @@ def summary(psnr: np.ndarray, cf: np.ndarray) -> dict:
         "best_factor_percentiles_10_25_50_75_90": np.percentile(best, [10, 25, 50, 75, 90]).round(2).tolist(),
         "share_best_below_0.5": float((best < 0.5).mean()),
         "share_of_oracle_gain_from_best_below_1": float(gain[best < 1].sum() / gain.sum()),
+        "share_of_oracle_gain_from_top_10_photos": float(np.sort(gain)[::-1][:10].sum() / gain.sum()),
     }
 
 
-def fit_rule(psnr: np.ndarray, cf: np.ndarray, feats: np.ndarray, lam: float) -> tuple[float, np.ndarray]:
-    """The factor ``c * exp(w . z)`` (z: standardised features) that maximises mean PSNR + lam * mean CF."""
+def fit_rule(psnr: np.ndarray, cf: np.ndarray, z: np.ndarray, lam: float) -> tuple[float, np.ndarray]:
+    """The factor ``c * exp(w . z)`` that maximises mean PSNR + lam * mean CF."""
 
     def loss(v: np.ndarray) -> float:
-        s = np.exp(v[0] + feats @ v[1:])
+        s = np.exp(v[0] + z @ v[1:])
         return -(at(psnr, s).mean() + lam * at(cf, s).mean())
 
-    starts = [np.r_[np.log(c0), np.zeros(feats.shape[1])] for c0 in (0.8, 1.2, 1.6)]
+    starts = [np.r_[np.log(c0), np.zeros(z.shape[1])] for c0 in (0.8, 1.2, 1.6)]
     best = min(
         (minimize(loss, v0, method="Nelder-Mead", options={"maxiter": 4000}) for v0 in starts),
         key=lambda r: r.fun,
@@ -155,49 +245,86 @@ def fit_rule(psnr: np.ndarray, cf: np.ndarray, feats: np.ndarray, lam: float) ->
     return float(np.exp(best.x[0])), best.x[1:]
 
 
+def rules(sets: dict[str, Rows], fit_on: list[str], features: Callable[[Rows], np.ndarray]) -> list[dict]:
+    """Per lambda, the factor rule fitted on ``fit_on`` and scored on every set against one factor."""
+    fit_rows = [r for f in fit_on for r in sets[f]]
+    psnr, cf = scores(fit_rows)
+    feats = features(fit_rows)
+    mean, std = feats.mean(0), feats.std(0)
+    out = []
+    for lam in LAMBDAS:
+        c, w = fit_rule(psnr, cf, (feats - mean) / std, lam)
+        rule: dict = {"lambda": lam, "c": c, "w": w.round(3).tolist(), "sets": {}}
+        for folder, rows in sets.items():
+            p, k = scores(rows)
+            s = c * np.exp((features(rows) - mean) / std @ w)
+            got_cf = float(at(k, s).mean())
+            rule["sets"][folder] = {
+                "psnr": float(at(p, s).mean()),
+                "cf": got_cf,
+                "one_factor_same_cf": one_factor_at(p, k, got_cf),
+            }
+        out.append(rule)
+    return out
+
+
+def correlations(rows: Rows, features: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
+    """Rank correlation of each feature column with the photos' best factors."""
+    best = FACTORS[scores(rows)[0].argmax(1)]
+    return {k: float(spearmanr(features[:, i], best)[0]) for i, k in enumerate(names)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fit-on", nargs="+", type=Path, required=True, help="held-out photo folders")
     ap.add_argument("--score-on", nargs="+", type=Path, required=True, help="benchmark folders")
+    ap.add_argument("--train-on", type=Path, help="training photos (FAMILY__name files) for the content rule")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     torch.manual_seed(0)
     pipe = Pipeline.from_pretrained(None, only="color")
-    rows = {str(f): photo_rows(f, pipe) for f in [*args.fit_on, *args.score_on]}
-    report: dict = {"factors": FACTORS.tolist(), "features": FEATURES, "sets": {}, "rules": []}
-    for folder, r in rows.items():
-        report["sets"][folder] = summary(*arrays(r)[:2])
-
-    fit_psnr, fit_cf, fit_feats = (
-        np.concatenate(x) for x in zip(*(arrays(rows[str(f)]) for f in args.fit_on))
-    )
-    mean, std = fit_feats.mean(0), fit_feats.std(0)
-    best = FACTORS[fit_psnr.argmax(1)]
-    report["spearman_with_best_factor"] = {
-        k: float(spearmanr(fit_feats[:, i], best)[0]) for i, k in enumerate(FEATURES)
+    fit_on = [str(f) for f in args.fit_on]
+    sets = {str(f): photo_rows(f, pipe) for f in [*args.fit_on, *args.score_on]}
+    fit_rows = [r for f in fit_on for r in sets[f]]
+    report: dict = {
+        "factors": FACTORS.tolist(),
+        "sets": {folder: summary(*scores(rows)) for folder, rows in sets.items()},
+        "uncertainty": {
+            "features": UNCERTAINTY,
+            "spearman_with_best_factor": correlations(fit_rows, uncertainty_features(fit_rows), UNCERTAINTY),
+            "rules": rules(sets, fit_on, uncertainty_features),
+        },
     }
-    for lam in LAMBDAS:
-        c, w = fit_rule(fit_psnr, fit_cf, (fit_feats - mean) / std, lam)
-        rule: dict = {"lambda": lam, "c": c, "w": dict(zip(FEATURES, w.round(3).tolist())), "sets": {}}
-        for folder, r in rows.items():
-            psnr, cf, feats = arrays(r)
-            s = c * np.exp((feats - mean) / std @ w)
-            got_cf = float(at(cf, s).mean())
-            rule["sets"][folder] = {
-                "psnr": float(at(psnr, s).mean()),
-                "cf": got_cf,
-                "one_factor_same_cf": one_factor_at(psnr, cf, got_cf),
-            }
-        report["rules"].append(rule)
+    if args.train_on:
+        predict, ridge = fit_ridge(training_rows(args.train_on, pipe))
+        truth = np.log1p([r["truth_chroma"] for r in fit_rows])
+        own = np.log([r["chroma"] for r in fit_rows])
+        features = content_features(predict)
+        report["content"] = {
+            "ridge": ridge,
+            "pearson_with_truth_chroma": {
+                "predicted": float(pearsonr(predict(fit_rows), truth)[0]),
+                "colorizer": float(pearsonr(own, truth)[0]),
+            },
+            "spearman_with_best_factor": correlations(
+                fit_rows,
+                np.column_stack([features(fit_rows)[:, 0], truth - own]),
+                ("predicted_over_colorizer", "truth_over_colorizer"),
+            ),
+            "rules": rules(sets, fit_on, features),
+        }
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     for folder, s in report["sets"].items():
         print(folder, {k: s[k] for k in ("factor_1", "oracle_best_psnr", "oracle_at_cf", "one_factor_at_cf")})
-    print("spearman", {k: round(v, 2) for k, v in report["spearman_with_best_factor"].items()})
-    for rule in report["rules"]:
-        print(
-            rule["lambda"],
-            {Path(f).name: {k: round(v, 2) for k, v in x.items()} for f, x in rule["sets"].items()},
-        )
+    for part in ("uncertainty", "content"):
+        if part in report:
+            print(part, {k: v for k, v in report[part].items() if k not in ("rules", "features")})
+            for rule in report[part]["rules"]:
+                print(
+                    " ",
+                    rule["lambda"],
+                    {Path(f).name: {k: round(v, 2) for k, v in x.items()} for f, x in rule["sets"].items()},
+                )
 
 
 if __name__ == "__main__":
