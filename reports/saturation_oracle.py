@@ -37,15 +37,14 @@ from torch import nn
 from cascade.evaluation import metrics
 from cascade.evaluation.protocol import list_images, luma, read_rgb, resize_square, stored_8bit
 from cascade.imageio import is_gray
-from cascade.inference import join_chroma, predict_chroma, stretch_levels
+from cascade.inference import join_chroma, predict_chroma
 from cascade.pipeline import Pipeline
-from color.lab import L_SCALE, L_SHIFT, gray_to_lightness, rgb_to_lab_np
+from color.lab import rgb_to_lab_np
 
 FACTORS = np.round(np.arange(0, 3.001, 0.05), 2)
 DROPOUT = 0.1  # the bundled recipe's channel dropout on the encoder's features, left on for the MC passes
 MC_PASSES = 4
 UNCERTAINTY = ("flip", "render128", "render224", "dropout", "chroma")
-CONTENT_SIZE = 160  # the bundled render size: the encoder sees the photo as the colorizer does
 PER_FAMILY = 600  # training photos of each source family for the content regression
 LAMBDAS = (0.0, 0.03, 0.06, 0.1)
 RIDGE_ALPHAS = (1, 10, 100, 1000, 3000, 10000)
@@ -65,12 +64,24 @@ def truth_chroma(gt: np.ndarray) -> float:
     return float(np.hypot(lab[..., 1], lab[..., 2]).mean())
 
 
-def content(model: nn.Module, gray: torch.Tensor) -> list[float]:
-    """The frozen encoder's features of the photo, pooled: each level's channel means, the last two's spreads."""
-    g = F.interpolate(gray, size=(CONTENT_SIZE,) * 2, mode="bilinear", antialias=True, align_corners=False)
-    x = gray_to_lightness(stretch_levels(g.clamp(0, 1))) / L_SCALE - L_SHIFT
-    feats = model.encoder(((x + 1) / 2 - model.in_mean) / model.in_std)
-    return torch.cat([f.mean((2, 3))[0] for f in feats] + [f.std((2, 3))[0] for f in feats[-2:]]).tolist()
+def pooled_encoder(
+    model: nn.Module, gray: torch.Tensor, render_size: int
+) -> tuple[torch.Tensor, list[float]]:
+    """The colorizer's a*b* for one photo (one pass, levels stretched) and what its frozen encoder saw there,
+    pooled: each level's channel means, the last two's spreads (read by a hook, so the photo reaches the encoder
+    as the colorizer shows it, and no second pass is made)."""
+    seen: list[list[torch.Tensor]] = []
+    handle = model.encoder.register_forward_hook(lambda module, inputs, out: seen.append(out))
+    try:
+        ab = predict_chroma(gray, model, render_size=render_size, levels=True)
+    finally:
+        handle.remove()
+    if len(seen) != 1:
+        raise RuntimeError(
+            f"the encoder ran {len(seen)} times for one photo (tiled?): its features are not one view"
+        )
+    feats = seen[0]
+    return ab, torch.cat([f.mean((2, 3))[0] for f in feats] + [f.std((2, 3))[0] for f in feats[-2:]]).tolist()
 
 
 def photo_rows(folder: Path, pipe: Pipeline) -> Rows:
@@ -92,7 +103,8 @@ def photo_rows(folder: Path, pipe: Pipeline) -> Rows:
             continue
         gt, gray = photo
         with torch.inference_mode():
-            one, mirrored = chroma(gray), chroma(gray.flip(-1)).flip(-1)
+            one, pooled = pooled_encoder(model, gray, pipe.render_size)
+            mirrored = chroma(gray.flip(-1)).flip(-1)
             ab = (one + mirrored) / 2  # what flip=True gives
             size = ab.norm(dim=1).mean().item()
             model.dropout.train()
@@ -106,7 +118,6 @@ def photo_rows(folder: Path, pipe: Pipeline) -> Rows:
                 "dropout": (passes - passes.mean(0)).norm(dim=2).mean().item() / size,
             }
             outs = [join_chroma(gray, ab * float(s))[0].numpy() for s in FACTORS]
-            pooled = content(model, gray)
         rows.append(
             {
                 "name": path.stem,
@@ -131,9 +142,8 @@ def training_rows(folder: Path, pipe: Pipeline) -> Rows:
             if (photo := gray_of(path)) is None:
                 continue
             with torch.inference_mode():
-                rows.append(
-                    {"content": content(pipe.color, photo[1]), "truth_chroma": truth_chroma(photo[0])}
-                )
+                _, pooled = pooled_encoder(pipe.color, photo[1], pipe.render_size)
+            rows.append({"content": pooled, "truth_chroma": truth_chroma(photo[0])})
     return rows
 
 
