@@ -54,7 +54,7 @@ SHEET_EVERY = 17
 
 
 class Classifier(nn.Module):
-    """The ImageNet classifier on uint8-range RGB in [0, 1] (B, 3, H, W) -> log-probabilities (B, 1000)."""
+    """The ImageNet classifier: RGB in [0, 1] (B, 3, H, W) -> log-probabilities (B, 1000)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -77,6 +77,12 @@ def colorized(gray: torch.Tensor, pipe: Pipeline) -> torch.Tensor:
     return predict_chroma(gray, pipe.color, render_size=pipe.render_size, flip=True, levels=True)
 
 
+def at_factors(gray: torch.Tensor, ab: torch.Tensor, gt: np.ndarray) -> tuple[list[np.ndarray], list, list]:
+    """The photo with ``ab`` at each of FACTORS, and each one's PSNR and CF."""
+    outs = [join_chroma(gray, ab * float(s))[0].numpy() for s in FACTORS]
+    return outs, [metrics.psnr_rgb(o, gt) for o in outs], [metrics.colorfulness(o) for o in outs]
+
+
 def recognition_rows(folder: Path, pipe: Pipeline, clf: Classifier) -> dict[str, np.ndarray]:
     """Per photo: PSNR and CF at each of FACTORS; the classifier's log-probabilities at each of CHOICES and on
     the truth."""
@@ -86,12 +92,11 @@ def recognition_rows(folder: Path, pipe: Pipeline, clf: Classifier) -> dict[str,
             continue
         gt, gray = photo
         with torch.inference_mode():
-            ab = colorized(gray, pipe)
-            outs = [join_chroma(gray, ab * float(s))[0].numpy() for s in FACTORS]
+            outs, p, c = at_factors(gray, colorized(gray, pipe), gt)
             shown = [outs[int(np.argmin(abs(FACTORS - s)))] for s in CHOICES]
             lp = clf(as_batch([*shown, gt]))
-        psnr.append([metrics.psnr_rgb(o, gt) for o in outs])
-        cf.append([metrics.colorfulness(o) for o in outs])
+        psnr.append(p)
+        cf.append(c)
         logp.append(lp[:-1].numpy())
         truth.append(lp[-1].numpy())
     return {"psnr": np.array(psnr), "cf": np.array(cf), "logp": np.array(logp), "truth": np.array(truth)}
@@ -157,10 +162,9 @@ def guided(gray: torch.Tensor, ab: torch.Tensor, clf: Classifier, grid: int) -> 
         [{"params": [gain], "lr": GUIDE_LR["gain"]}, {"params": [shift], "lr": GUIDE_LR["shift"]}]
     )
     for step in range(GUIDE_STEPS):
-        rgb = lab_to_rgb(torch.cat([L, gain.exp() * ab_small + up(shift, L.shape[-2:])], 1))
-        rgb = (
-            rgb.clamp(0, 1).flip(-1) if step % 2 else rgb.clamp(0, 1)
-        )  # both mirror images: less adversarial
+        rgb = lab_to_rgb(torch.cat([L, gain.exp() * ab_small + up(shift, L.shape[-2:])], 1)).clamp(0, 1)
+        if step % 2:  # both mirror images, so that a shift must please the classifier's view of either
+            rgb = rgb.flip(-1)
         prior = GUIDE_PRIOR * (((shift / 10) ** 2).mean() + gain.pow(2).sum())
         loss = -(target * clf(rgb)[0]).sum() + prior
         opt.zero_grad()
@@ -179,11 +183,11 @@ def guidance(folder: Path, pipe: Pipeline, clf: Classifier, grid: int) -> dict:
         with torch.inference_mode():
             ab = colorized(gray, pipe)
         new = join_chroma(gray, guided(gray, ab, clf, grid))[0].numpy()
-        outs = [join_chroma(gray, ab * float(s))[0].numpy() for s in FACTORS]
         got_psnr.append(metrics.psnr_rgb(new, gt))
         got_cf.append(metrics.colorfulness(new))
-        psnr.append([metrics.psnr_rgb(o, gt) for o in outs])
-        cf.append([metrics.colorfulness(o) for o in outs])
+        _, p, c = at_factors(gray, ab, gt)
+        psnr.append(p)
+        cf.append(c)
     psnr, cf, one = np.array(psnr), np.array(cf), int(np.argmin(abs(FACTORS - 1)))
     return {
         "grid": grid,
