@@ -29,7 +29,7 @@ import timm
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from saturation_oracle import FACTORS, gray_of, one_factor_at
+from saturation_oracle import FACTORS, at_factors, gray_of, one_factor_at
 from scipy.stats import spearmanr
 from torch import nn
 from tqdm import tqdm
@@ -75,12 +75,6 @@ def as_batch(images: list[np.ndarray]) -> torch.Tensor:
 
 def colorized(gray: torch.Tensor, pipe: Pipeline) -> torch.Tensor:
     return predict_chroma(gray, pipe.color, render_size=pipe.render_size, flip=True, levels=True)
-
-
-def at_factors(gray: torch.Tensor, ab: torch.Tensor, gt: np.ndarray) -> tuple[list[np.ndarray], list, list]:
-    """The photo with ``ab`` at each of FACTORS, and each one's PSNR and CF."""
-    outs = [join_chroma(gray, ab * float(s))[0].numpy() for s in FACTORS]
-    return outs, [metrics.psnr_rgb(o, gt) for o in outs], [metrics.colorfulness(o) for o in outs]
 
 
 def recognition_rows(folder: Path, pipe: Pipeline, clf: Classifier) -> dict[str, np.ndarray]:

@@ -58,6 +58,12 @@ def gray_of(path: Path) -> tuple[np.ndarray, torch.Tensor] | None:
     return None if is_gray(gt) else (gt, torch.from_numpy(stored_8bit(luma(gt)))[None, None])
 
 
+def at_factors(gray: torch.Tensor, ab: torch.Tensor, gt: np.ndarray) -> tuple[list[np.ndarray], list, list]:
+    """The photo with ``ab`` at each of FACTORS, and each one's PSNR and CF."""
+    outs = [join_chroma(gray, ab * float(s))[0].numpy() for s in FACTORS]
+    return outs, [metrics.psnr_rgb(o, gt) for o in outs], [metrics.colorfulness(o) for o in outs]
+
+
 def truth_chroma(gt: np.ndarray) -> float:
     """Mean a*b* magnitude of the ground truth."""
     lab = rgb_to_lab_np(gt)
@@ -117,12 +123,12 @@ def photo_rows(folder: Path, pipe: Pipeline) -> Rows:
                 "render224": spread(chroma(gray, render_size=224, flip=True), ab) / size,
                 "dropout": (passes - passes.mean(0)).norm(dim=2).mean().item() / size,
             }
-            outs = [join_chroma(gray, ab * float(s))[0].numpy() for s in FACTORS]
+            _, psnr, cf = at_factors(gray, ab, gt)
         rows.append(
             {
                 "name": path.stem,
-                "psnr": [metrics.psnr_rgb(o, gt) for o in outs],
-                "cf": [metrics.colorfulness(o) for o in outs],
+                "psnr": psnr,
+                "cf": cf,
                 "content": pooled,
                 "truth_chroma": truth_chroma(gt),
                 **uncertainty,
