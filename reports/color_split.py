@@ -6,6 +6,9 @@ makes OUT/color_train and OUT/color_holdout. An image is held out when the SHA-1
 in the lowest 2.5% (15% for ImageNet600: one photo per class, so its held-out photos are of classes the colorizer
 never saw, as ImageNet100's are; they measure how far it generalises): the split depends only on the names, so
 it is the same on every machine and in every session (the 2.5% are inside the 15%).
+With --train-share F (e.g. 0.5) the training folder is OUT/color_train_F and keeps only about that share of the
+training images, chosen by the first byte of the SHA-1 of each link's name (each family in proportion; the
+quarter inside the half): the colorizer report's runs on less data, to measure what more photos would buy.
 Only the larger sets give held-out images; the small ones (Photos, WikiPhotos49, T91) are all trained on, and
 scikit-image's astronaut, camera, chelsea and coffee (the sources of the examples and of a test) are left out.
 """
@@ -36,12 +39,22 @@ def held_out(key: str, share: float) -> bool:
     return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 2**32 < share
 
 
+def in_share(link_name: str, share: float) -> bool:
+    return hashlib.sha1(link_name.encode()).digest()[0] < round(256 * share)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=Path, required=True, help="../shared/data/train")
     parser.add_argument("--out", type=Path, required=True, help="where color_train/ and color_holdout/ go")
+    parser.add_argument(
+        "--train-share", type=float, default=1.0, help="keep this share of the training images"
+    )
     args = parser.parse_args()
-    counts = {"color_train": 0, "color_holdout": 0}
+    if not 0 < args.train_share <= 1:
+        parser.error(f"--train-share must be in (0, 1], got {args.train_share}")
+    train_dir = "color_train" if args.train_share == 1 else f"color_train_{args.train_share:g}"
+    counts = {train_dir: 0, "color_holdout": 0}
     for name in HELD_OUT_SETS + TRAIN_ONLY_SETS:
         root = args.train / name
         for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES):
@@ -49,8 +62,11 @@ def main() -> None:
                 continue
             rel = path.relative_to(args.train).as_posix()
             share = HOLDOUT_SHARES.get(name, HOLDOUT_SHARE)
-            split = "color_holdout" if name in HELD_OUT_SETS and held_out(rel, share) else "color_train"
-            link = args.out / split / rel.replace("/", "__")
+            link_name = rel.replace("/", "__")
+            split = "color_holdout" if name in HELD_OUT_SETS and held_out(rel, share) else train_dir
+            if split == train_dir and args.train_share < 1 and not in_share(link_name, args.train_share):
+                continue
+            link = args.out / split / link_name
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.is_symlink():
                 os.symlink(path.resolve(), link)
