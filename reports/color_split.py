@@ -7,7 +7,7 @@ in the lowest 2.5% (15% for ImageNet600: one photo per class, so its held-out ph
 never saw, as ImageNet100's are; they measure how far it generalises): the split depends only on the names, so
 it is the same on every machine and in every session (the 2.5% are inside the 15%).
 With --train-share F (e.g. 0.5) the training folder is OUT/color_train_F and keeps only about that share of the
-training images, chosen by the first byte of the SHA-1 of each link's name (each family in proportion; the
+training images, chosen by the SHA-1 of each link's name (each family in proportion; the
 quarter inside the half): the colorizer report's runs on less data, to measure what more photos would buy.
 Only the larger sets give held-out images; the small ones (Photos, WikiPhotos49, T91) are all trained on, and
 scikit-image's astronaut, camera, chelsea and coffee (the sources of the examples and of a test) are left out.
@@ -35,12 +35,9 @@ HOLDOUT_SHARES = {"ImageNet600": 0.15}
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-def held_out(key: str, share: float) -> bool:
+def in_share(key: str, share: float) -> bool:
+    """Whether ``key`` falls in the lowest ``share`` of SHA-1 space: the same answer on every machine."""
     return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 2**32 < share
-
-
-def in_share(link_name: str, share: float) -> bool:
-    return hashlib.sha1(link_name.encode()).digest()[0] < round(256 * share)
 
 
 def main() -> None:
@@ -63,8 +60,8 @@ def main() -> None:
             rel = path.relative_to(args.train).as_posix()
             share = HOLDOUT_SHARES.get(name, HOLDOUT_SHARE)
             link_name = rel.replace("/", "__")
-            split = "color_holdout" if name in HELD_OUT_SETS and held_out(rel, share) else train_dir
-            if split == train_dir and args.train_share < 1 and not in_share(link_name, args.train_share):
+            split = "color_holdout" if name in HELD_OUT_SETS and in_share(rel, share) else train_dir
+            if split == train_dir and not in_share(link_name, args.train_share):
                 continue
             link = args.out / split / link_name
             link.parent.mkdir(parents=True, exist_ok=True)
