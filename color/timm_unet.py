@@ -167,10 +167,14 @@ class TimmUNet(nn.Module):
         # the facts every cascade network declares: scale, image channels, the multiple its input sides need
         self.scale, self.in_ch, self.out_ch, self.size_multiple = 1, in_ch, out_ch, max(reductions)
 
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """L in [-1, 1] -> the ImageNet-normalised input the encoder was pretrained on."""
+        return ((x + 1) / 2 - self.in_mean) / self.in_std
+
     def forward(self, x: torch.Tensor, logits: bool = False) -> torch.Tensor:
         """(B, in_ch, H, W) -> (B, out_ch, H, W) ab; with ``logits`` (chroma bins only: what training scores)
         the (B, Q, H / chroma_stride, W / chroma_stride) logits over the bins."""
-        feats = [self.dropout(f) for f in self.encoder(((x + 1) / 2 - self.in_mean) / self.in_std)]
+        feats = [self.dropout(f) for f in self.encoder(self.encoder_input(x))]
         skips = feats[-2::-1] + [x]
         y = feats[-1]
         if self.context is not None:
