@@ -28,8 +28,9 @@ from pathlib import Path
 import timm
 import torch
 from PIL import Image
-from safetensors.torch import save_file
-from timm.data import ImageNetInfo, create_transform, resolve_data_config
+from safetensors.torch import load_file, save_file
+from timm.data import ImageNetInfo
+from torchvision.transforms import functional as TF
 from tqdm import tqdm
 
 from cascade.atomic import atomic_path
@@ -61,24 +62,27 @@ def classifier_with(encoder: dict[str, torch.Tensor] | None, weights: str, in_ch
 
 @torch.no_grad()
 def top1(
-    folder: Path, weights: str, feed: TimmUNet, encoder: dict[str, torch.Tensor] | None
+    folder: Path, weights: str, feed: TimmUNet, encoder: dict[str, torch.Tensor] | None, size: int
 ) -> dict[str, float]:
-    """Top-1 (%) on a folder of ImageNet photos named by synset: colour, gray by the original, gray by ``encoder``;
-    the gray photos fed as ``feed``, the colorizer, feeds its encoder."""
+    """Top-1 (%) on a folder of ImageNet photos named by synset, each brought to ``size`` px on its short side and
+    center-cropped square: in colour, gray by the original, gray by ``encoder``; the gray photos fed to the
+    classifier as ``feed``, the colorizer, feeds its encoder."""
     color = classifier_with(None, weights, 3)
     gray_models = {"gray": classifier_with(None, weights, 1)}
     if encoder is not None:
         gray_models["gray, distilled"] = classifier_with(encoder, weights, 1)
-    to_tensor = create_transform(**resolve_data_config({}, model=color))
+    mean = torch.tensor(color.pretrained_cfg["mean"])[:, None, None]
+    std = torch.tensor(color.pretrained_cfg["std"])[:, None, None]
     index = {synset: i for i, synset in enumerate(ImageNetInfo().label_names())}
     hits = dict.fromkeys(["color", *gray_models], 0)
     paths = list_images(folder)
-    for path in tqdm(paths, desc="top-1", leave=False):
+    for path in tqdm(paths, desc=f"top-1 at {size} px", leave=False):
         label = index[re.search(r"n\d{8}", path.name).group()]
-        rgb = to_tensor(Image.open(path).convert("RGB"))[None]  # normalised per channel
-        mean, std = torch.tensor(color.pretrained_cfg["mean"]), torch.tensor(color.pretrained_cfg["std"])
-        L, _ = normalize_lab(rgb_to_lab((rgb * std[:, None, None] + mean[:, None, None]).clamp(0, 1)), 1)
-        hits["color"] += int(color(rgb).argmax() == label)
+        rgb = TF.center_crop(
+            TF.resize(TF.to_tensor(Image.open(path).convert("RGB")), size, antialias=True), size
+        )
+        L, _ = normalize_lab(rgb_to_lab(rgb[None]), channel_axis=1)
+        hits["color"] += int(color(((rgb - mean) / std)[None]).argmax() == label)
         for name, model in gray_models.items():
             hits[name] += int(model(feed.encoder_input(L)).argmax() == label)
     return {k: round(100 * v / len(paths), 1) for k, v in hits.items()}
@@ -94,6 +98,16 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--save-every", type=int, default=500)
     parser.add_argument("--check", type=Path, help="labelled ImageNet photos never trained on, for top-1")
+    parser.add_argument(
+        "--check-sizes",
+        type=int,
+        nargs="+",
+        default=[128, 160, 224],
+        help="short sides for top-1 (160: the render)",
+    )
+    parser.add_argument(
+        "--encoder", type=Path, help="start from this distilled encoder (--steps 0: only score it)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
@@ -105,6 +119,8 @@ def main() -> None:
     )
     colorizer = TimmUNet(ARCH, weights)  # the student is its encoder, fed as the colorizer feeds it
     student = colorizer.encoder.eval()  # batch-norm statistics kept: ImageNet's, as the teacher's
+    if args.encoder:
+        student.load_state_dict(load_file(args.encoder))
     cfg = teacher.pretrained_cfg
     rgb_mean = torch.tensor(cfg["mean"])[None, :, None, None]
     rgb_std = torch.tensor(cfg["std"])[None, :, None, None]
@@ -117,7 +133,7 @@ def main() -> None:
     opt = torch.optim.AdamW(student.parameters(), lr=args.lr, betas=optim.betas, weight_decay=0.0)
     log = {"args": {k: str(v) for k, v in vars(args).items()}, "steps": []}
     if args.check:
-        log["top1_before"] = top1(args.check, weights, colorizer, None)
+        log["top1_before"] = {n: top1(args.check, weights, colorizer, None, n) for n in args.check_sizes}
         print("top-1 before", log["top1_before"], flush=True)
     started, running = time.monotonic(), None
     for step in tqdm(range(args.steps), desc="distil"):
@@ -143,7 +159,7 @@ def main() -> None:
             (args.out / "log.json").write_text(json.dumps(log, indent=1) + "\n")
     if args.check:
         state = {k: v.detach() for k, v in student.state_dict().items()}
-        log["top1_after"] = top1(args.check, weights, colorizer, state)
+        log["top1_after"] = {n: top1(args.check, weights, colorizer, state, n) for n in args.check_sizes}
         print("top-1 after", log["top1_after"], flush=True)
     (args.out / "log.json").write_text(json.dumps(log, indent=1) + "\n")
 
