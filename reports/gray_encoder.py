@@ -1,7 +1,7 @@
 """An ImageNet encoder taught to see gray photos as it sees colour ones: feature distillation (a measurement).
 
-The colorizer's frozen EfficientNet-Lite0 learnt ImageNet from colour photos and gets a gray one: its top-1 on
-ImageNet600 falls from 87.5 % to 76.2 % when the photos are gray. Here a copy of it (the student) sees each
+The colorizer's frozen EfficientNet-Lite0 learnt ImageNet from colour photos and gets a gray one: on the 102
+held-out ImageNet600 photos at the colorizer's 160 px its top-1 falls from 75.5 % in colour to 56.9 % in gray. Here a copy of it (the student) sees each
 training crop's L*, exactly as the colorizer's encoder does, and learns to give the features the original (the
 teacher, frozen) gives for the crop in colour, at every level of the pyramid the UNet reads. No colour target is
 learnt directly and the teacher stays ImageNet's, so the student should keep ImageNet's features rather than
