@@ -1,15 +1,14 @@
 """An ImageNet encoder taught to see gray photos as it sees colour ones: feature distillation (a measurement).
 
 The colorizer's frozen EfficientNet-Lite0 learnt ImageNet from colour photos and gets a gray one: on the 102
-held-out ImageNet600 photos at the colorizer's 160 px its top-1 falls from 75.5 % in colour to 56.9 % in gray. Here a copy of it (the student) sees each
-training crop's L*, exactly as the colorizer's encoder does, and learns to give the features the original (the
-teacher, frozen) gives for the crop in colour, at every level of the pyramid the UNet reads. No colour target is
-learnt directly and the teacher stays ImageNet's, so the student should keep ImageNet's features rather than
-drift to our photos' colours, as the encoder trained with the colour loss did. The result is a timm weights file
-that a recipe takes as ``model.pretrained``:
+held-out ImageNet600 photos at the colorizer's 160 px its top-1 falls from 75.5 % in colour to 56.9 % in gray.
+Here a copy of it (the student) sees each training crop's L*, exactly as the colorizer's encoder does, and learns
+to give the features the original (the teacher, frozen) gives for the crop in colour, at every level of the
+pyramid the UNet reads. No colour target is learnt directly and the teacher stays ImageNet's, so the student
+should keep ImageNet's features rather than drift to our photos' colours, as the encoder trained with the colour
+loss did. The result is a timm weights file that a recipe takes as ``model.pretrained``:
 
-    python reports/gray_encoder.py --data ~/data/color160.pack --out ~/runs/gray_enc \\
-        --check ~/data/holdout_in600
+    python reports/gray_encoder.py --data ~/data/color160.pack --out ~/runs/gray_enc --check ~/data/holdout_in600
     cascade train color --config configs/color_lite0_unet_cpu.yaml --data ~/data/color160.pack \\
         --out ~/runs/color_grayenc model.pretrained=~/runs/gray_enc/encoder.safetensors
 
@@ -65,8 +64,8 @@ def top1(
     folder: Path, weights: str, feed: TimmUNet, encoder: dict[str, torch.Tensor] | None, size: int
 ) -> dict[str, float]:
     """Top-1 (%) on a folder of ImageNet photos named by synset, each brought to ``size`` px on its short side and
-    center-cropped square: in colour, gray by the original, gray by ``encoder``; the gray photos fed to the
-    classifier as ``feed``, the colorizer, feeds its encoder."""
+    center-cropped square: in colour, gray by the original, gray by ``encoder``; a gray photo goes in as the
+    colorizer ``feed`` maps L for its encoder."""
     color = classifier_with(None, weights, 3)
     gray_models = {"gray": classifier_with(None, weights, 1)}
     if encoder is not None:
@@ -92,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="a colour training pack (cascade pack --stage color)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: encoder.safetensors, log.json")
-    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--recipe", default=RECIPE, help="the colorizer recipe whose crops are distilled on")
     parser.add_argument("--lr", type=float, default=1e-4)
