@@ -59,21 +59,24 @@ def classifier_with(encoder: dict[str, torch.Tensor] | None, weights: str, in_ch
     return model
 
 
-@torch.no_grad()
-def top1(
-    folder: Path, weights: str, feed: TimmUNet, encoder: dict[str, torch.Tensor] | None, size: int
-) -> dict[str, float]:
-    """Top-1 (%) on a folder of ImageNet photos named by synset, each brought to ``size`` px on its short side and
-    center-cropped square: in colour, gray by the original, gray by ``encoder``; a gray photo goes in as the
-    colorizer ``feed`` maps L for its encoder."""
-    color = classifier_with(None, weights, 3)
-    gray_models = {"gray": classifier_with(None, weights, 1)}
+def classifiers(weights: str, encoder: dict[str, torch.Tensor] | None) -> dict[str, torch.nn.Module]:
+    """The classifier in colour, in gray, and in gray over ``encoder`` if given."""
+    models = {"color": classifier_with(None, weights, 3), "gray": classifier_with(None, weights, 1)}
     if encoder is not None:
-        gray_models["gray, distilled"] = classifier_with(encoder, weights, 1)
+        models["gray, distilled"] = classifier_with(encoder, weights, 1)
+    return models
+
+
+@torch.no_grad()
+def top1(folder: Path, models: dict[str, torch.nn.Module], feed: TimmUNet, size: int) -> dict[str, float]:
+    """Top-1 (%) of each of ``models`` on a folder of ImageNet photos named by synset, each brought to ``size`` px
+    on its short side and center-cropped square; the gray ones get a gray photo as the colorizer ``feed`` maps L
+    for its encoder."""
+    color = models["color"]
     mean = torch.tensor(color.pretrained_cfg["mean"])[:, None, None]
     std = torch.tensor(color.pretrained_cfg["std"])[:, None, None]
     index = {synset: i for i, synset in enumerate(ImageNetInfo().label_names())}
-    hits = dict.fromkeys(["color", *gray_models], 0)
+    hits = dict.fromkeys(models, 0)
     paths = list_images(folder)
     for path in tqdm(paths, desc=f"top-1 at {size} px", leave=False):
         label = index[re.search(r"n\d{8}", path.name).group()]
@@ -81,9 +84,9 @@ def top1(
             TF.resize(TF.to_tensor(Image.open(path).convert("RGB")), size, antialias=True), size
         )
         L, _ = normalize_lab(rgb_to_lab(rgb[None]), channel_axis=1)
-        hits["color"] += int(color(((rgb - mean) / std)[None]).argmax() == label)
-        for name, model in gray_models.items():
-            hits[name] += int(model(feed.encoder_input(L)).argmax() == label)
+        for name, model in models.items():
+            x = ((rgb - mean) / std)[None] if name == "color" else feed.encoder_input(L)
+            hits[name] += int(model(x).argmax() == label)
     return {k: round(100 * v / len(paths), 1) for k, v in hits.items()}
 
 
@@ -132,7 +135,8 @@ def main() -> None:
     opt = torch.optim.AdamW(student.parameters(), lr=args.lr, betas=optim.betas, weight_decay=0.0)
     log = {"args": {k: str(v) for k, v in vars(args).items()}, "steps": []}
     if args.check:
-        log["top1_before"] = {n: top1(args.check, weights, colorizer, None, n) for n in args.check_sizes}
+        models = classifiers(weights, None)
+        log["top1_before"] = {n: top1(args.check, models, colorizer, n) for n in args.check_sizes}
         print("top-1 before", log["top1_before"], flush=True)
     started, running = time.monotonic(), None
     for step in tqdm(range(args.steps), desc="distil"):
@@ -158,7 +162,8 @@ def main() -> None:
             (args.out / "log.json").write_text(json.dumps(log, indent=1) + "\n")
     if args.check:
         state = {k: v.detach() for k, v in student.state_dict().items()}
-        log["top1_after"] = {n: top1(args.check, weights, colorizer, state, n) for n in args.check_sizes}
+        models = classifiers(weights, state)
+        log["top1_after"] = {n: top1(args.check, models, colorizer, n) for n in args.check_sizes}
         print("top-1 after", log["top1_after"], flush=True)
     (args.out / "log.json").write_text(json.dumps(log, indent=1) + "\n")
 
